@@ -1,0 +1,138 @@
+"""Sign-up, sign-in, tokens, email codes, captcha check, the caller's permissions."""
+
+from flask.views import MethodView
+from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+
+from crm_app.auth import schemas, services
+from crm_app.broker.services import menu_tree, permissions_for
+from crm_app.common.api import Blueprint
+from crm_app.common.context import client_info_from_request
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Sign-in, tokens and permissions")
+
+
+def token_answer(user, tokens):
+    return {**tokens, "user_info": user}
+
+
+@blp.route("/auth/login")
+class Login(MethodView):
+    @blp.arguments(schemas.CaptchaHeadersSchema, location="headers")
+    @blp.arguments(schemas.LoginSchema)
+    @blp.response(200, schemas.TokenSchema)
+    def post(self, headers, body):
+        """登录 Sign in
+
+        When captcha is enabled, the Tencent captcha ticket goes in `Captcha-Token`
+        and its random string in `Captcha-Randstr`. Failed attempts are throttled
+        per email and per IP (429 with `Retry-After`).
+        """
+        captcha = {"ticket": headers.get("captcha_token"), "randstr": headers.get("captcha_randstr")}
+        user, tokens = services.login(body["email"], body["password"], client_info_from_request(), captcha)
+        return token_answer(user, tokens)
+
+
+@blp.route("/auth/register")
+class Register(MethodView):
+    @blp.arguments(schemas.RegisterSchema)
+    @blp.response(201, schemas.TokenSchema)
+    def post(self, body):
+        """注册Client用户 Register a client
+
+        `email_code` (scene `register`) is required when the broker requires it;
+        `invite_code` puts the new client under that IB.
+        """
+        user, tokens = services.register_client(
+            body["email"], body["password"], client_info_from_request(),
+            email_code=body.get("email_code"), invite_code=body.get("invite_code"),
+        )
+        return token_answer(user, tokens)
+
+
+@blp.route("/auth/refresh")
+class Refresh(MethodView):
+    @blp.response(200, schemas.RefreshAnswerSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def post(self):
+        """New access token from a refresh token (sent as the bearer token)"""
+        verify_jwt_in_request(refresh=True)
+        services.ensure_enabled(current_user)
+        return services.refresh_access_token(current_user, get_jwt())
+
+
+@blp.route("/auth/logout")
+class Logout(MethodView):
+    @blp.login_required()
+    @blp.response(204)
+    def post(self):
+        """Sign out: revoke this sign-in's access and refresh tokens"""
+        services.logout(current_user, get_jwt(), client_info_from_request())
+
+
+@blp.route("/auth/password")
+class ChangePassword(MethodView):
+    @blp.login_required()
+    @blp.arguments(schemas.ChangePasswordSchema)
+    @blp.response(200, schemas.EmptySchema)
+    def post(self, body):
+        """修改密码 Change own password
+
+        Revokes every token issued before it, this one included: sign in again.
+        """
+        services.change_password(
+            current_user, body["old_password"], body["new_password"], client_info_from_request(),
+            email_code=body.get("email_code"),
+        )
+        return {}
+
+
+@blp.route("/auth/email-code")
+class EmailCode(MethodView):
+    @blp.arguments(schemas.EmailCodeRequestSchema)
+    @blp.response(200, schemas.EmailCodeAnswerSchema)
+    def post(self, body):
+        """发送邮箱验证码 Send a 6-digit email code for a scene
+
+        Asking again before `can_resend_at` is a 429. `received_at` is the client's
+        clock; one far from the server's is refused.
+        """
+        return services.request_email_code(body["email"], body["scene"], body["received_at"],
+                                           client_info_from_request())
+
+
+@blp.route("/captcha/verify")
+class CaptchaVerify(MethodView):
+    @blp.arguments(schemas.CaptchaVerifySchema)
+    @blp.response(200, schemas.CaptchaVerifyAnswerSchema)
+    def post(self, body):
+        """腾讯验证码验证 Check a Tencent captcha ticket"""
+        return {"is_valid": services.verify_captcha_for_app(body["app_id"], body["ticket"], body["rand_str"],
+                                                             body["user_ip"])}
+
+
+@blp.route("/auth/permissions")
+class Permissions(MethodView):
+    @blp.login_required()
+    @blp.response(200, schemas.PermissionsSchema)
+    def get(self):
+        """The caller's `actions` map and `menus` tree"""
+        return permissions_for(current_user.user_type)
+
+
+@blp.route("/client/permissions")
+class ClientPermissions(MethodView):
+    @blp.login_required("client")
+    @blp.response(200, schemas.PermissionsSchema)
+    def get(self):
+        """The client portal's `actions` and `menus`"""
+        return permissions_for("client")
+
+
+@blp.route("/menus")
+class Menus(MethodView):
+    @blp.login_required()
+    @blp.response(200, schemas.MenuListSchema)
+    def get(self):
+        """The menu tree for the caller's user type"""
+        return {"list": menu_tree(current_user.user_type)}
+

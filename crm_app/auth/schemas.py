@@ -1,0 +1,110 @@
+from marshmallow import fields, validate
+
+from crm_app.auth.models import EMAIL_CODE_SCENES
+from crm_app.common.schemas import Schema
+
+Email = lambda **kw: fields.Email(validate=validate.Length(max=254), **kw)  # noqa: E731
+
+
+class LoginSchema(Schema):
+    email = Email(required=True)
+    password = fields.String(required=True, validate=validate.Length(min=1, max=128), load_only=True)
+
+
+class CaptchaHeadersSchema(Schema):
+    class Meta:
+        # Every other header of the request is not ours to judge.
+        unknown = "exclude"
+
+    captcha_token = fields.String(data_key="Captcha-Token", validate=validate.Length(max=2048))
+    captcha_action = fields.String(data_key="Captcha-Action", validate=validate.Length(max=64))
+    captcha_randstr = fields.String(data_key="Captcha-Randstr", validate=validate.Length(max=128))
+
+
+class UserInfoSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    first_name = fields.String()
+    last_name = fields.String()
+    full_name = fields.String()
+    user_type = fields.String()
+
+
+class TokenSchema(Schema):
+    token = fields.String(metadata={"description": "Access token (short-lived): `Authorization: Bearer <token>`"})
+    refresh_token = fields.String(metadata={"description": "Refresh token for `POST /api/v1/auth/refresh`"})
+    user_info = fields.Nested(UserInfoSchema)
+
+
+class RegisterSchema(Schema):
+    email = Email(required=True)
+    password = fields.String(required=True, validate=validate.Length(max=128), load_only=True)
+    email_code = fields.String(validate=validate.Length(max=16), metadata={"description": "邮箱验证码 (scene register)"})
+    invite_code = fields.String(validate=validate.Length(max=32), metadata={"description": "An IB's referral code"})
+
+
+class ChangePasswordSchema(Schema):
+    old_password = fields.String(required=True, validate=validate.Length(max=128), load_only=True)
+    new_password = fields.String(required=True, validate=validate.Length(max=128), load_only=True)
+    email_code = fields.String(validate=validate.Length(max=16))
+
+
+class EmptySchema(Schema):
+    pass
+
+
+class EmailCodeRequestSchema(Schema):
+    email = Email(required=True)
+    received_at = fields.Integer(required=True, metadata={"description": "Client's Unix time in seconds"})
+    scene = fields.String(required=True, validate=validate.OneOf(EMAIL_CODE_SCENES))
+
+
+class EmailCodeAnswerSchema(Schema):
+    can_resend_at = fields.Integer(metadata={"description": "Unix seconds: asking again before this is a 429"})
+    expired_at = fields.Integer(metadata={"description": "Unix seconds: the code stops working"})
+
+
+class RefreshAnswerSchema(Schema):
+    token = fields.String()
+
+
+class CaptchaVerifySchema(Schema):
+    app_id = fields.Integer(required=True)
+    rand_str = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    ticket = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    user_ip = fields.String(required=True, validate=validate.Length(max=64))
+
+
+class CaptchaVerifyAnswerSchema(Schema):
+    is_valid = fields.Boolean()
+
+
+class ActionSchema(Schema):
+    methods = fields.Dict(keys=fields.String(), values=fields.Boolean())
+    path = fields.String()
+    title = fields.String()
+    url = fields.String()
+
+
+class MenuSchema(Schema):
+    id = fields.Integer()
+    parent_id = fields.Integer()
+    key = fields.String()
+    title = fields.String()
+    path = fields.String()
+    icon = fields.String()
+    action = fields.String()
+    desc = fields.String()
+    sort_order = fields.Integer()
+    status = fields.Integer()
+    user_type = fields.String()
+    children = fields.List(fields.Nested(lambda: MenuSchema()))
+
+
+class PermissionsSchema(Schema):
+    actions = fields.Dict(keys=fields.String(), values=fields.Nested(ActionSchema))
+    menus = fields.List(fields.Nested(MenuSchema))
+
+
+class MenuListSchema(Schema):
+    list = fields.List(fields.Nested(MenuSchema))

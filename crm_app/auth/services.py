@@ -1,0 +1,359 @@
+"""Sign-up, sign-in, tokens, password change and email codes."""
+
+import hashlib
+import hmac
+import logging
+import secrets
+import string
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from crm_app.admin.services import record_audit_log
+from crm_app.auth import passwords
+from crm_app.auth.models import AuthSession, EmailCode, User
+from crm_app.auth.tree import add_tree_node
+from crm_app.broker.services import email_code_required
+from crm_app.common.errors import (
+    Forbidden,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from crm_app.common.runtime import runtime
+from crm_app.common.timeutil import to_unix, utcnow
+from crm_app.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+def email_key(email):
+    return email.strip().casefold()
+
+
+def find_user_by_email(email):
+    return db.session.scalar(select(User).where(User.email_key == email_key(email)))
+
+
+# Tokens -------------------------------------------------------------------
+
+
+def start_session(user, client):
+    """A sign-in: one session row, whose id both tokens carry (logout revokes both)."""
+    now = utcnow()
+    session = AuthSession(
+        id=uuid.uuid4().hex,
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
+        ip=client.ip if client else None,
+        user_agent=client.user_agent if client else None,
+    )
+    db.session.add(session)
+    return session
+
+
+def token_claims(user, session):
+    return {"sid": session.id, "ver": user.token_version, "utype": user.user_type}
+
+
+def issue_tokens(user, session):
+    claims = token_claims(user, session)
+    return {
+        "token": create_access_token(identity=str(user.id), additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=str(user.id), additional_claims=claims),
+    }
+
+
+def load_token_user(payload):
+    """The user a token speaks for, or None when its session was revoked.
+
+    One query per request: the user joined with the token's session.
+    """
+    try:
+        user_id = int(payload["sub"])
+        session_id = str(payload["sid"])
+        version = int(payload["ver"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    row = db.session.execute(
+        select(User, AuthSession.revoked_at)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == user_id, AuthSession.id == session_id)
+    ).first()
+    if row is None:
+        return None
+    user, revoked_at = row
+    if revoked_at is not None or user.token_version != version:
+        return None
+    return user
+
+
+def refresh_access_token(user, payload):
+    session = db.session.get(AuthSession, payload["sid"])
+    return {"token": create_access_token(identity=str(user.id), additional_claims=token_claims(user, session))}
+
+
+def logout(user, payload, client):
+    session = db.session.get(AuthSession, payload["sid"])
+    if session is not None and session.revoked_at is None:
+        session.revoked_at = utcnow()
+    record_audit_log("auth.logout", actor=user, client=client, target_type="user", target_id=user.id)
+    db.session.commit()
+
+
+def ensure_enabled(user):
+    if user.status != "enabled":
+        raise Forbidden(code="user_disabled")
+
+
+# Login ----------------------------------------------------------------------
+
+
+def _login_throttle_keys(email, client):
+    keys = [(f"login:email:{hashlib.sha256(email_key(email).encode()).hexdigest()}", "LOGIN_MAX_FAILURES")]
+    if client and client.ip:
+        keys.append((f"login:ip:{client.ip}", "LOGIN_MAX_FAILURES_PER_IP"))
+    return keys
+
+
+def check_login_throttle(email, client):
+    counters = runtime().counters
+    for key, limit_name in _login_throttle_keys(email, client):
+        count, retry_after = counters.get(key)
+        if count >= current_app.config[limit_name]:
+            raise TooManyRequests(retry_after)
+
+
+def record_login_failure(email, client):
+    counters = runtime().counters
+    window = current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"]
+    for key, _ in _login_throttle_keys(email, client):
+        counters.hit(key, window)
+
+
+def login(email, password, client, captcha=None):
+    """Check throttles, captcha and password; answer tokens and the user."""
+    check_login_throttle(email, client)
+    if current_app.config["CAPTCHA_ENABLED"]:
+        check_captcha_headers(captcha or {}, client)
+
+    user = find_user_by_email(email)
+    if user is None:
+        passwords.burn_verify_time(password)
+    if user is None or not passwords.verify_password(user.password_hash, password):
+        record_login_failure(email, client)
+        record_audit_log("auth.login_failed", actor=user, client=client, target_type="user",
+                         target_id=user.id if user else None, details={"email": email[:254]})
+        db.session.commit()
+        raise Unauthorized(code="invalid_credentials")
+    if user.status != "enabled":
+        record_audit_log("auth.login_refused_disabled", actor=user, client=client, target_type="user",
+                         target_id=user.id)
+        db.session.commit()
+        raise Forbidden(code="user_disabled")
+
+    runtime().counters.reset(_login_throttle_keys(email, client)[0][0])
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    user.last_login_at = utcnow()
+    session = start_session(user, client)
+    record_audit_log("auth.login", actor=user, client=client, target_type="user", target_id=user.id)
+    db.session.commit()
+    return user, issue_tokens(user, session)
+
+
+def verify_captcha_ticket(ticket, randstr, user_ip):
+    """Ask Tencent Cloud whether a captcha ticket is good (False: it is not)."""
+    from crm_app.integrations.captcha import CaptchaSettings, CaptchaUnavailable, verify_captcha
+
+    try:
+        return verify_captcha(
+            CaptchaSettings.from_config(current_app.config), ticket=ticket, randstr=randstr, user_ip=user_ip or ""
+        )
+    except CaptchaUnavailable as exc:
+        log.error("captcha service unavailable: %s", exc)
+        raise ServiceUnavailable(code="captcha_unavailable") from None
+
+
+def verify_captcha_for_app(app_id, ticket, randstr, user_ip):
+    """#5: only our own captcha app can be checked (we hold only its secret)."""
+    if app_id != current_app.config["CAPTCHA_APP_ID"]:
+        return False
+    return verify_captcha_ticket(ticket, randstr, user_ip)
+
+
+def check_captcha_headers(captcha, client):
+    ticket, randstr = captcha.get("ticket"), captcha.get("randstr")
+    if not ticket or not randstr:
+        raise ValidationFailed(
+            code="captcha_required",
+            errors={"Captcha-Token": ["Required when captcha is enabled."], "Captcha-Randstr": ["Required."]},
+        )
+    if not verify_captcha_ticket(ticket, randstr, client.ip if client else ""):
+        raise ValidationFailed(code="captcha_failed", errors={"Captcha-Token": ["Captcha verification failed."]})
+
+
+# Registration -----------------------------------------------------------------
+
+
+def generate_referral_code():
+    alphabet = string.ascii_uppercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def find_ib_by_invite_code(invite_code):
+    ib = db.session.scalar(select(User).where(User.referral_code == invite_code.strip().upper()))
+    if ib is None or ib.user_type != "ib" or ib.status != "enabled":
+        raise ValidationFailed(code="invalid_invite_code", errors={"invite_code": ["Unknown invitation code."]})
+    return ib
+
+
+def email_taken_error():
+    return ValidationFailed(code="email_taken", errors={"email": ["This email is already registered."]})
+
+
+def register_client(email, password, client, email_code=None, invite_code=None):
+    passwords.check_password_policy(password)
+    if find_user_by_email(email) is not None:
+        raise email_taken_error()
+    parent = find_ib_by_invite_code(invite_code) if invite_code else None
+    if email_code_required("register"):
+        consume_email_code(email, "register", email_code)
+
+    user = User(
+        email=email.strip(),
+        email_key=email_key(email),
+        password_hash=passwords.hash_password(password),
+        user_type="client",
+        status="enabled",
+        parent_ib_id=parent.id if parent else None,
+        language=client.language if client else "en",
+    )
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Two sign-ups with one email at once: the database's unique index decides.
+        db.session.rollback()
+        raise email_taken_error() from None
+    add_tree_node(user)
+    session = start_session(user, client)
+    record_audit_log("auth.register", actor=user, client=client, target_type="user", target_id=user.id,
+                     details={"parent_ib_id": user.parent_ib_id})
+    db.session.commit()
+    return user, issue_tokens(user, session)
+
+
+# Password change --------------------------------------------------------------
+
+
+def change_password(user, old_password, new_password, client, email_code=None):
+    if not passwords.verify_password(user.password_hash, old_password):
+        record_audit_log("auth.password_change_failed", actor=user, client=client, target_type="user",
+                         target_id=user.id)
+        db.session.commit()
+        raise ValidationFailed(code="wrong_old_password", errors={"old_password": ["The current password is wrong."]})
+    passwords.check_password_policy(new_password, field="new_password")
+    if email_code_required("password_change"):
+        consume_email_code(user.email, "password_change", email_code)
+    user.password_hash = passwords.hash_password(new_password)
+    # Every token issued before now stops working, the caller's own included.
+    user.token_version += 1
+    now = utcnow()
+    for session in db.session.scalars(
+        select(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+    ):
+        session.revoked_at = now
+    record_audit_log("auth.password_change", actor=user, client=client, target_type="user", target_id=user.id)
+    db.session.commit()
+
+
+# Email codes ------------------------------------------------------------------
+
+
+def hash_email_code(email, scene, code):
+    # Keyed: a 6-digit code's plain hash would be reversed in a millisecond.
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"{email_key(email)}|{scene}|{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def latest_open_code(email, scene, for_update=False):
+    query = (
+        select(EmailCode)
+        .where(EmailCode.email_key == email_key(email), EmailCode.scene == scene, EmailCode.closed_at.is_(None))
+        .order_by(EmailCode.created_at.desc(), EmailCode.id.desc())
+        .limit(1)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return db.session.scalar(query)
+
+
+def request_email_code(email, scene, received_at, client):
+    """Send a fresh code for (email, scene); answers (can_resend_at, expired_at)."""
+    cfg = current_app.config
+    now = utcnow()
+    skew = cfg["EMAIL_CODE_CLOCK_SKEW_SECONDS"]
+    if abs(received_at - to_unix(now)) > skew:
+        raise ValidationFailed(
+            code="clock_skew", errors={"received_at": [f"Must be within {skew} seconds of the server time."]}
+        )
+    if client and client.ip:
+        count = runtime().counters.hit(f"email-code:ip:{client.ip}", 3600)
+        if count > cfg.get("EMAIL_CODE_MAX_PER_IP_HOUR", 30):
+            raise TooManyRequests(runtime().counters.get(f"email-code:ip:{client.ip}")[1])
+
+    previous = latest_open_code(email, scene, for_update=True)
+    if previous is not None and previous.resend_at > now:
+        retry_after = (previous.resend_at - now).total_seconds()
+        raise TooManyRequests(retry_after, code="email_code_too_soon")
+    if previous is not None:
+        previous.closed_at = now
+
+    code = f"{secrets.randbelow(10**6):06d}"
+    entry = EmailCode(
+        email_key=email_key(email),
+        scene=scene,
+        code_hash=hash_email_code(email, scene, code),
+        created_at=now,
+        expires_at=now + timedelta(seconds=cfg["EMAIL_CODE_TTL_SECONDS"]),
+        resend_at=now + timedelta(seconds=cfg["EMAIL_CODE_RESEND_SECONDS"]),
+    )
+    db.session.add(entry)
+    user = find_user_by_email(email)
+    # Answer the same whether the address is known or not (no account enumeration),
+    # but only mail a code where it can be used.
+    should_send = (user is None) if scene == "register" else (user is not None)
+    record_audit_log("auth.email_code_requested", actor=user, client=client, target_type="email_code",
+                     details={"scene": scene, "sent": should_send})
+    db.session.commit()
+    if should_send:
+        from workers.mail import enqueue_email_code
+
+        enqueue_email_code(email.strip(), scene, code, client.language if client else "en", cfg["EMAIL_CODE_TTL_SECONDS"])
+    return {"can_resend_at": to_unix(entry.resend_at), "expired_at": to_unix(entry.expires_at)}
+
+
+def consume_email_code(email, scene, code):
+    """Check and use up the code, in the caller's transaction; wrong tries are kept."""
+    invalid = ValidationFailed(code="email_code_invalid", errors={"email_code": ["Wrong or expired code."]})
+    if not code:
+        raise ValidationFailed(code="email_code_required", errors={"email_code": ["An email code is required."]})
+    now = utcnow()
+    entry = latest_open_code(email, scene, for_update=True)
+    if entry is None or entry.expires_at <= now:
+        raise invalid
+    if not hmac.compare_digest(entry.code_hash, hash_email_code(email, scene, str(code).strip())):
+        entry.attempts += 1
+        if entry.attempts >= current_app.config["EMAIL_CODE_MAX_ATTEMPTS"]:
+            entry.closed_at = now
+        # The wrong try must count even though the caller's action fails.
+        db.session.commit()
+        raise invalid
+    entry.closed_at = now

@@ -1,0 +1,180 @@
+"""Broker configuration: branding, login pages, security switches, currencies, menus."""
+
+import copy
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from crm_app.admin.services import record_audit_log
+from crm_app.broker.models import BrokerSetting, Currency, Menu, PermissionAction
+from crm_app.common.errors import Conflict, NotFound
+from crm_app.extensions import db
+
+I18N_EMPTY = {"en": "", "zh-CN": "", "zh-TW": ""}
+
+DEFAULT_SETTINGS = {
+    "broker": {
+        "broker_name_i18n": {"en": "Broker", "zh-CN": "经纪商", "zh-TW": "經紀商"},
+        "company_logo_url": "",
+        "email": "",
+        "login_page_logo_url": "",
+        "support_phone": "",
+        "timezone": "UTC",
+        "watermark_logo_url": "",
+        # Which scenes need an email code: the portal reads this to show the field.
+        "email_code_required": {
+            "register": True,
+            "withdrawal": True,
+            "transfer": True,
+            "password_change": True,
+        },
+    },
+    "login_page": {
+        f"{portal}_{field}": copy.deepcopy(default)
+        for portal in ("admin", "client", "ib")
+        for field, default in (("login_bg_image_url", ""), ("login_copy_i18n", I18N_EMPTY), ("login_layout", "center"))
+    },
+}
+
+
+def deep_merge(base, update):
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def get_setting(key):
+    """The stored document over its defaults, so new fields always have a value."""
+    row = db.session.get(BrokerSetting, key)
+    return deep_merge(DEFAULT_SETTINGS[key], row.value if row else {})
+
+
+def update_setting(key, changes, actor=None, client=None):
+    """Apply a partial update (nested objects merged field by field)."""
+    row = db.session.get(BrokerSetting, key, with_for_update=True)
+    if row is None:
+        row = BrokerSetting(key=key, value={})
+        db.session.add(row)
+    row.value = deep_merge(row.value or {}, changes)
+    record_audit_log(f"config.{key}.update", actor=actor, client=client, target_type="config",
+                     target_id=key, details={"fields": sorted(changes)})
+    db.session.commit()
+    return get_setting(key)
+
+
+def email_code_required(scene):
+    return bool(get_setting("broker")["email_code_required"].get(scene, True))
+
+
+def broker_timezone():
+    return get_setting("broker")["timezone"]
+
+
+# Currencies ---------------------------------------------------------------
+
+
+def list_currencies(method="all", include_disabled=False):
+    query = select(Currency).order_by(Currency.sort_order, Currency.code)
+    if not include_disabled:
+        query = query.where(Currency.enabled.is_(True))
+    currencies = db.session.scalars(query).all()
+    if method and method != "all":
+        # A handful of rows: filtering the JSON list here is portable across databases.
+        currencies = [c for c in currencies if method in (c.methods or [])]
+    return currencies
+
+
+def get_currency(currency_id):
+    currency = db.session.get(Currency, currency_id)
+    if currency is None:
+        raise NotFound()
+    return currency
+
+
+def create_currency(values, actor=None, client=None):
+    values = dict(values)
+    values["code"] = values["code"].upper()
+    currency = Currency(**values)
+    db.session.add(currency)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(code="currency_exists", errors={"code": ["This currency already exists."]}) from None
+    record_audit_log("currency.create", actor=actor, client=client, target_type="currency",
+                     target_id=currency.id, details={"code": currency.code})
+    db.session.commit()
+    return currency
+
+
+def update_currency(currency_id, values, actor=None, client=None):
+    currency = get_currency(currency_id)
+    for field, value in values.items():
+        setattr(currency, field, value.upper() if field == "code" else value)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(code="currency_exists", errors={"code": ["This currency already exists."]}) from None
+    record_audit_log("currency.update", actor=actor, client=client, target_type="currency",
+                     target_id=currency.id, details={"fields": sorted(values)})
+    db.session.commit()
+    return currency
+
+
+def delete_currency(currency_id, actor=None, client=None):
+    currency = get_currency(currency_id)
+    db.session.delete(currency)
+    record_audit_log("currency.delete", actor=actor, client=client, target_type="currency",
+                     target_id=currency_id, details={"code": currency.code})
+    db.session.commit()
+
+
+# Menus and permissions ----------------------------------------------------
+
+
+def menu_tree(user_type):
+    """The visible menus of a user type as a tree, children ordered by sort_order."""
+    menus = db.session.scalars(
+        select(Menu).where(Menu.user_type == user_type, Menu.status == 1).order_by(Menu.sort_order, Menu.id)
+    ).all()
+    nodes = {m.id: {**menu_as_dict(m), "children": []} for m in menus}
+    roots = []
+    for menu in menus:
+        node = nodes[menu.id]
+        parent = nodes.get(menu.parent_id) if menu.parent_id else None
+        (parent["children"] if parent else roots).append(node)
+    return roots
+
+
+def menu_as_dict(menu):
+    return {
+        "id": menu.id,
+        "parent_id": menu.parent_id or 0,
+        "key": menu.key,
+        "title": menu.title,
+        "path": menu.path,
+        "icon": menu.icon,
+        "action": menu.action,
+        "desc": menu.desc,
+        "sort_order": menu.sort_order,
+        "status": menu.status,
+        "user_type": menu.user_type,
+    }
+
+
+def permission_actions(user_type):
+    actions = db.session.scalars(
+        select(PermissionAction).where(PermissionAction.user_type == user_type).order_by(PermissionAction.key)
+    ).all()
+    return {
+        a.key: {"methods": dict(a.methods or {}), "path": a.path, "title": a.title, "url": a.url} for a in actions
+    }
+
+
+def permissions_for(user_type):
+    return {"actions": permission_actions(user_type), "menus": menu_tree(user_type)}

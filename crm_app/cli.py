@@ -1,0 +1,39 @@
+"""`flask create-admin`, `flask seed-demo`."""
+
+import click
+
+
+def register(app):
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(seed_demo_command)
+
+
+@click.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+def create_admin_command(email, password, first_name, last_name):
+    """Create an admin (the first one, or another)."""
+    from crm_app.admin.services import create_user
+    from crm_app.common.errors import DomainError
+
+    try:
+        user = create_user(
+            {"email": email, "password": password, "user_type": "admin", "first_name": first_name,
+             "last_name": last_name},
+            actor=None, client=None,
+        )
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.errors}") from None
+    click.echo(f"Admin {user.email} created (id {user.id}).")
+
+
+@click.command("seed-demo")
+def seed_demo_command():
+    """Load the demo broker configuration (safe to run again)."""
+    from crm_app.demo import seed_demo
+
+    summary = seed_demo()
+    for line in summary:
+        click.echo(line)

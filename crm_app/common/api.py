@@ -1,0 +1,145 @@
+"""flask-smorest subclassed once: our error shape, strict argument parsing, bearer auth."""
+
+import functools
+import logging
+
+import marshmallow as ma
+from flask import current_app
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+from crm_app.common.i18n import translate, translate_field_errors
+
+log = logging.getLogger(__name__)
+
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ErrorSchema(ma.Schema):
+    """The one error shape of every non-2xx answer."""
+
+    code = ma.fields.String(metadata={"description": "Stable machine-readable error code"})
+    status = ma.fields.Integer(metadata={"description": "HTTP status"})
+    message = ma.fields.String(metadata={"description": "Human message in the Accept-Language language"})
+    errors = ma.fields.Dict(metadata={"description": "Per-field errors"})
+
+
+def error_body(status, code=None, message=None, errors=None):
+    code = code or CODE_BY_STATUS.get(status, "error")
+    return {
+        "code": code,
+        "status": status,
+        "message": message or translate(code, default=translate(CODE_BY_STATUS.get(status, "bad_request"))),
+        "errors": translate_field_errors(errors or {}),
+    }
+
+
+def flatten_location_errors(messages):
+    """webargs keys errors by location ({"json": {...}}); callers want the fields."""
+    if not isinstance(messages, dict):
+        return {"_schema": messages}
+    if set(messages) <= {"json", "query", "form", "files", "headers", "view_args", "path"}:
+        flat = {}
+        for location_errors in messages.values():
+            if isinstance(location_errors, dict):
+                flat.update(location_errors)
+            else:
+                flat.setdefault("_schema", []).extend(location_errors)
+        return flat
+    return messages
+
+
+class Api(SmorestApi):
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        if errors is not None:
+            errors = flatten_location_errors(errors)
+        status = error.code or 500
+        code = data.get("code")
+        if status == 500:
+            original = getattr(error, "original_exception", None)
+            if original is not None:
+                log.exception("unhandled error", exc_info=original)
+        body = error_body(status, code=code, message=data.get("message"), errors=errors)
+        # Werkzeug's own headers (Allow on 405, Retry-After on 429) would be lost otherwise.
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        headers.update(data.get("headers") or {})
+        return body, status, headers
+
+    def _register_error_handlers(self):
+        super()._register_error_handlers()
+        from crm_app.common.errors import DomainError
+
+        def handle_domain_error(error):
+            body = error_body(error.status, code=error.code, message=error.message, errors=error.errors)
+            return body, error.status, error.headers
+
+        self._app.register_error_handler(DomainError, handle_domain_error)
+
+
+class StrictFlaskParser(FlaskParser):
+    """Let each schema's own `unknown = RAISE` apply in every location, query included."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {}
+
+
+ROLE_MEMBERS = {
+    "any": {"client", "ib", "admin"},
+    # An IB is also a client: it may use every client route.
+    "client": {"client", "ib"},
+    "ib": {"ib"},
+    "admin": {"admin"},
+}
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = StrictFlaskParser(unknown=None)
+
+    def login_required(self, role="any"):
+        """Require a valid access token whose user has `role`; documents bearer auth."""
+        from flask_jwt_extended import current_user, verify_jwt_in_request
+
+        from crm_app.common.errors import Forbidden
+
+        allowed = ROLE_MEMBERS[role]
+
+        def decorator(func):
+            @functools.wraps(func)
+            def wrapper(*args, **kwargs):
+                verify_jwt_in_request()
+                if current_user.user_type not in allowed:
+                    raise Forbidden()
+                return func(*args, **kwargs)
+
+            wrapper = self.doc(security=[{"bearerAuth": []}], **{"x-roles": sorted(allowed)})(wrapper)
+            return wrapper
+
+        return decorator
+
+
+def register_security_scheme(api):
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+
+
+def current_app_config(name, default=None):
+    return current_app.config.get(name, default)

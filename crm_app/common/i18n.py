@@ -1,0 +1,92 @@
+"""Messages in English, 简体中文 and 繁體中文, chosen by the request's Accept-Language."""
+
+from flask import has_request_context, request
+
+LANGUAGES = ("en", "zh-CN", "zh-TW")
+
+MESSAGES = {
+    "bad_request": ("The request could not be understood.", "请求无法解析。", "請求無法解析。"),
+    "validation_error": ("Some fields are invalid.", "部分字段无效。", "部分欄位無效。"),
+    "unauthorized": ("Authentication is required.", "需要登录。", "需要登入。"),
+    "token_expired": ("The token has expired.", "令牌已过期。", "權杖已過期。"),
+    "token_invalid": ("The token is invalid.", "令牌无效。", "權杖無效。"),
+    "token_revoked": ("The token has been revoked.", "令牌已被撤销。", "權杖已被撤銷。"),
+    "forbidden": ("You are not allowed to do this.", "您无权执行此操作。", "您無權執行此操作。"),
+    "not_found": ("Not found.", "未找到。", "找不到。"),
+    "method_not_allowed": ("Method not allowed.", "不允许的请求方法。", "不允許的請求方法。"),
+    "conflict": ("The request conflicts with the current state.", "请求与当前状态冲突。", "請求與目前狀態衝突。"),
+    "payload_too_large": ("The upload is too large.", "上传文件过大。", "上傳檔案過大。"),
+    "unsupported_media_type": ("This file type is not accepted.", "不支持的文件类型。", "不支援的檔案類型。"),
+    "too_many_requests": ("Too many requests; try again later.", "请求过于频繁，请稍后再试。", "請求過於頻繁，請稍後再試。"),
+    "internal_error": ("Something went wrong on our side.", "服务器内部错误。", "伺服器內部錯誤。"),
+    "service_unavailable": ("A service we depend on is unavailable.", "依赖的服务不可用。", "依賴的服務不可用。"),
+    "invalid_credentials": ("Wrong email or password.", "邮箱或密码错误。", "電子郵件或密碼錯誤。"),
+    "user_disabled": ("This account is disabled.", "该账户已被禁用。", "該帳戶已被停用。"),
+    "captcha_required": ("Captcha verification is required.", "需要人机验证。", "需要人機驗證。"),
+    "captcha_failed": ("Captcha verification failed.", "人机验证失败。", "人機驗證失敗。"),
+    "captcha_unavailable": ("The captcha service is unavailable.", "验证码服务不可用。", "驗證碼服務不可用。"),
+    "email_taken": ("This email is already registered.", "该邮箱已被注册。", "該電子郵件已被註冊。"),
+    "weak_password": (
+        "The password needs at least 8 characters with letters and digits.",
+        "密码至少 8 位，且须包含字母和数字。",
+        "密碼至少 8 位，且須包含字母和數字。",
+    ),
+    "wrong_old_password": ("The current password is wrong.", "原密码错误。", "原密碼錯誤。"),
+    "invalid_invite_code": ("Unknown invitation code.", "邀请码无效。", "邀請碼無效。"),
+    "email_code_required": ("An email verification code is required.", "需要邮箱验证码。", "需要電子郵件驗證碼。"),
+    "email_code_invalid": ("The email code is wrong or has expired.", "邮箱验证码错误或已过期。", "電子郵件驗證碼錯誤或已過期。"),
+    "email_code_too_soon": ("A code was sent recently; wait before asking again.", "验证码刚刚发送，请稍后再试。", "驗證碼剛剛發送，請稍後再試。"),
+    "clock_skew": ("received_at is too far from the server time.", "received_at 与服务器时间相差过大。", "received_at 與伺服器時間相差過大。"),
+    "refresh_token_required": ("A refresh token is required here.", "此处需要刷新令牌。", "此處需要重新整理權杖。"),
+    "access_token_required": ("An access token is required here.", "此处需要访问令牌。", "此處需要存取權杖。"),
+    "invalid_parent_ib": ("The parent must be an IB and must not create a cycle.", "上级必须是 IB，且不能形成循环。", "上級必須是 IB，且不能形成循環。"),
+    "invalid_user_type_change": ("This user type change is not allowed.", "不允许此用户类型变更。", "不允許此使用者類型變更。"),
+    "currency_exists": ("This currency already exists.", "该货币已存在。", "該貨幣已存在。"),
+    "required_field": ("Missing data for required field.", "缺少必填字段。", "缺少必填欄位。"),
+    "unknown_field": ("Unknown field.", "未知字段。", "未知欄位。"),
+}
+
+# marshmallow's stock messages, translated where they appear in field errors.
+FIELD_MESSAGE_KEYS = {
+    "Missing data for required field.": "required_field",
+    "Unknown field.": "unknown_field",
+}
+
+
+def current_language():
+    if not has_request_context():
+        return "en"
+    header = request.headers.get("Accept-Language", "")
+    for part in header.split(","):
+        tag = part.split(";")[0].strip().lower()
+        if not tag:
+            continue
+        if tag.startswith("zh"):
+            if any(marker in tag for marker in ("tw", "hk", "mo", "hant")):
+                return "zh-TW"
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return "en"
+
+
+def translate(key, language=None, default=None):
+    texts = MESSAGES.get(key)
+    if texts is None:
+        return default if default is not None else key
+    language = language or current_language()
+    return texts[LANGUAGES.index(language)]
+
+
+def translate_field_errors(errors, language=None):
+    """Translate marshmallow's stock messages inside a nested error dict."""
+    language = language or current_language()
+    if language == "en":
+        return errors
+    if isinstance(errors, dict):
+        return {k: translate_field_errors(v, language) for k, v in errors.items()}
+    if isinstance(errors, list):
+        return [translate_field_errors(v, language) for v in errors]
+    if isinstance(errors, str) and errors in FIELD_MESSAGE_KEYS:
+        return translate(FIELD_MESSAGE_KEYS[errors], language)
+    return errors

@@ -1,0 +1,70 @@
+"""Shared marshmallow pieces: strict base schema, paging, money and time fields."""
+
+import re
+from decimal import Decimal, InvalidOperation
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+
+class Schema(ma.Schema):
+    """Unknown fields are an error (no mass assignment), in every location."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class PageQuerySchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
+
+
+def list_schema(item_schema, name):
+    """`{"list": [...], "total": N}` as the seed answers every list."""
+    return type(
+        name,
+        (Schema,),
+        {
+            "list": fields.List(fields.Nested(item_schema), required=True),
+            "total": fields.Integer(required=True),
+        },
+    )
+
+
+MONEY_PATTERN = r"^-?\d{1,15}(\.\d{1,8})?$"
+
+
+class Money(fields.Field):
+    """A decimal amount as a string on the wire ("1234.50"), Decimal in the code."""
+
+    default_error_messages = {"invalid": "Not a valid amount (a decimal string such as \"100.00\")."}
+
+    def __init__(self, places=2, **kwargs):
+        self.places = places
+        super().__init__(**kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return f"{Decimal(value):.{self.places}f}"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise self.make_error("invalid")
+        text = str(value).strip()
+        if not re.match(MONEY_PATTERN, text):
+            raise self.make_error("invalid")
+        try:
+            return Decimal(text)
+        except InvalidOperation as exc:
+            raise self.make_error("invalid") from exc
+
+
+def register_field_types(api):
+    """Tell apispec how our custom fields look, so the document stays valid."""
+    api.register_field(Money, "string", "decimal")
+
+
+def i18n_text_field(**kwargs):
+    """The seed's `{en, zh-CN, zh-TW}` objects."""
+    return fields.Dict(keys=fields.String(validate=validate.OneOf(["en", "zh-CN", "zh-TW"])), values=fields.String(), **kwargs)

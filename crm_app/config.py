@@ -1,0 +1,148 @@
+"""Configuration from environment variables only (12-factor).
+
+Every setting has a typed parser and a default that is safe for a first run on a
+laptop. Outside development, missing secrets stop the process at start-up instead
+of silently signing tokens with a guessable key.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the app refuses to start."""
+
+
+def env_str(name, default=None):
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name, default):
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name, default=False):
+    raw = env_str(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def normalise_database_url(url):
+    """Accept the URLs Heroku-style hosts hand out (`postgres://...`) as they are."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def default_sqlite_url():
+    instance = PROJECT_ROOT / "instance"
+    instance.mkdir(exist_ok=True)
+    return f"sqlite:///{instance / 'crm.db'}"
+
+
+def load_config(overrides=None):
+    """Build the Flask config mapping from the environment (and test overrides)."""
+    overrides = dict(overrides or {})
+    app_env = overrides.get("APP_ENV") or env_str("APP_ENV", "production")
+    if app_env not in ("development", "production", "test"):
+        raise ConfigError("APP_ENV must be development, production or test")
+
+    database_url = normalise_database_url(env_str("DATABASE_URL") or default_sqlite_url())
+    cfg = {
+        "APP_ENV": app_env,
+        "SECRET_KEY": env_str("SECRET_KEY"),
+        "JWT_SECRET_KEY": env_str("JWT_SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env_str("REDIS_URL"),
+        # Tokens
+        "JWT_ALGORITHM": "HS256",
+        "JWT_DECODE_ALGORITHMS": ["HS256"],
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
+        "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=env_int("JWT_REFRESH_DAYS", 14)),
+        "JWT_TOKEN_LOCATION": ["headers"],
+        # Password hashing (argon2id). Tests lower the cost; production keeps it strong.
+        "ARGON2_TIME_COST": env_int("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_COST": env_int("ARGON2_MEMORY_COST", 65536),
+        "ARGON2_PARALLELISM": env_int("ARGON2_PARALLELISM", 4),
+        # Throttles
+        "LOGIN_MAX_FAILURES": env_int("LOGIN_MAX_FAILURES", 5),
+        "LOGIN_FAILURE_WINDOW_SECONDS": env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
+        "LOGIN_MAX_FAILURES_PER_IP": env_int("LOGIN_MAX_FAILURES_PER_IP", 30),
+        # Email codes
+        "EMAIL_CODE_TTL_SECONDS": env_int("EMAIL_CODE_TTL_SECONDS", 600),
+        "EMAIL_CODE_RESEND_SECONDS": env_int("EMAIL_CODE_RESEND_SECONDS", 60),
+        "EMAIL_CODE_MAX_ATTEMPTS": env_int("EMAIL_CODE_MAX_ATTEMPTS", 5),
+        "EMAIL_CODE_CLOCK_SKEW_SECONDS": env_int("EMAIL_CODE_CLOCK_SKEW_SECONDS", 300),
+        # Mail
+        "MAIL_SERVER": env_str("MAIL_SERVER"),
+        "MAIL_PORT": env_int("MAIL_PORT", 25),
+        "MAIL_USE_TLS": env_bool("MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": env_bool("MAIL_USE_SSL", False),
+        "MAIL_USERNAME": env_str("MAIL_USERNAME"),
+        "MAIL_PASSWORD": env_str("MAIL_PASSWORD"),
+        "MAIL_DEFAULT_SENDER": env_str("MAIL_DEFAULT_SENDER", "no-reply@broker.example"),
+        "MAIL_TIMEOUT_SECONDS": env_int("MAIL_TIMEOUT_SECONDS", 10),
+        # Tencent Cloud captcha
+        "CAPTCHA_ENABLED": env_bool("CAPTCHA_ENABLED", False),
+        "CAPTCHA_APP_ID": env_int("CAPTCHA_APP_ID", 0),
+        "CAPTCHA_APP_SECRET_KEY": env_str("CAPTCHA_APP_SECRET_KEY"),
+        "TENCENTCLOUD_SECRET_ID": env_str("TENCENTCLOUD_SECRET_ID"),
+        "TENCENTCLOUD_SECRET_KEY": env_str("TENCENTCLOUD_SECRET_KEY"),
+        "CAPTCHA_ENDPOINT": env_str("CAPTCHA_ENDPOINT", "https://captcha.tencentcloudapi.com"),
+        "CAPTCHA_REGION": env_str("CAPTCHA_REGION", ""),
+        "CAPTCHA_TIMEOUT_SECONDS": env_int("CAPTCHA_TIMEOUT_SECONDS", 5),
+        # Uploads
+        "UPLOAD_FOLDER": env_str("UPLOAD_FOLDER", str(PROJECT_ROOT / "instance" / "uploads")),
+        "UPLOAD_MAX_BYTES": env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        # Jobs
+        "RQ_DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 300),
+        # OpenAPI / Swagger UI (assets served by the app itself: no CDN)
+        "API_TITLE": "Forex broker CRM",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "api/v1/openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "/swagger-ui-assets/",
+        "OPENAPI_SWAGGER_UI_CONFIG": {"persistAuthorization": True},
+        "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
+        # Number of reverse proxies in front (Heroku's router: 1) whose X-Forwarded-* we trust.
+        "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0),
+        "MIGRATIONS_DIR": PROJECT_ROOT / "migrations",
+        "JSON_SORT_KEYS": False,
+    }
+    cfg.update(overrides)
+    cfg["MAX_CONTENT_LENGTH"] = cfg["UPLOAD_MAX_BYTES"] + 64 * 1024
+    check_secrets(cfg)
+    return cfg
+
+
+def check_secrets(cfg):
+    missing = [name for name in ("SECRET_KEY", "JWT_SECRET_KEY") if not cfg.get(name)]
+    if not missing:
+        return
+    if cfg["APP_ENV"] == "production":
+        raise ConfigError(
+            "Refusing to start: set " + " and ".join(missing) + " (or APP_ENV=development for a local run)"
+        )
+    for name in missing:
+        # Development and tests only: a fixed, obviously unsafe value.
+        cfg[name] = f"insecure-{cfg['APP_ENV']}-{name.lower()}"
