@@ -20,9 +20,15 @@ def create_admin_command(email, password, first_name, last_name):
 
     try:
         user = create_user(
-            {"email": email, "password": password, "user_type": "admin", "first_name": first_name,
-             "last_name": last_name},
-            actor=None, client=None,
+            {
+                "email": email,
+                "password": password,
+                "user_type": "admin",
+                "first_name": first_name,
+                "last_name": last_name,
+            },
+            actor=None,
+            client=None,
         )
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.errors}") from None

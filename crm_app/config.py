@@ -145,4 +145,4 @@ def check_secrets(cfg):
         )
     for name in missing:
         # Development and tests only: a fixed, obviously unsafe value.
-        cfg[name] = f"insecure-{cfg['APP_ENV']}-{name.lower()}"
+        cfg[name] = f"insecure-{cfg['APP_ENV']}-{name.lower()}-not-for-production-use"

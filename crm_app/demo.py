@@ -9,7 +9,8 @@ from crm_app.broker.models import BrokerSetting, Currency, Menu, PermissionActio
 from crm_app.broker.services import DEFAULT_SETTINGS, deep_merge
 from crm_app.extensions import db
 
-DEMO_PASSWORD = "Demo12345"
+# Demo credentials are public on purpose: they exist only in a demo database.
+DEMO_PASSWORD = "Demo12345"  # noqa: S105
 DEMO_ADMIN = ("admin@demo.local", "Admin12345")
 DEMO_IB = "ib@demo.local"
 DEMO_CLIENT = "client@demo.local"
@@ -50,24 +51,42 @@ MENUS = {
     "client": [
         ("dashboard", "Dashboard", "/dashboard", "home", []),
         ("kyc", "KYC", "/kyc", "id-card", []),
-        ("accounts", "Trading accounts", "/accounts", "wallet", [
-            ("accounts.list", "My accounts", "/accounts", "", []),
-            ("accounts.open", "Open an account", "/accounts/open", "", []),
-        ]),
-        ("funds", "Funds", "/funds", "money", [
-            ("funds.deposit", "Deposit", "/funds/deposit", "", []),
-            ("funds.withdraw", "Withdraw", "/funds/withdraw", "", []),
-            ("funds.transfer", "Transfer", "/funds/transfer", "", []),
-            ("funds.payment_accounts", "Payout accounts", "/funds/payment-accounts", "", []),
-        ]),
-        ("reports", "Reports", "/reports", "chart", [
-            ("reports.history_orders", "Closed orders", "/reports/history-orders", "", []),
-            ("reports.positions", "Positions", "/reports/positions", "", []),
-            ("reports.pending_orders", "Pending orders", "/reports/pending-orders", "", []),
-            ("reports.deposits", "Deposits", "/reports/deposits", "", []),
-            ("reports.withdrawals", "Withdrawals", "/reports/withdrawals", "", []),
-            ("reports.transfers", "Transfers", "/reports/transfers", "", []),
-        ]),
+        (
+            "accounts",
+            "Trading accounts",
+            "/accounts",
+            "wallet",
+            [
+                ("accounts.list", "My accounts", "/accounts", "", []),
+                ("accounts.open", "Open an account", "/accounts/open", "", []),
+            ],
+        ),
+        (
+            "funds",
+            "Funds",
+            "/funds",
+            "money",
+            [
+                ("funds.deposit", "Deposit", "/funds/deposit", "", []),
+                ("funds.withdraw", "Withdraw", "/funds/withdraw", "", []),
+                ("funds.transfer", "Transfer", "/funds/transfer", "", []),
+                ("funds.payment_accounts", "Payout accounts", "/funds/payment-accounts", "", []),
+            ],
+        ),
+        (
+            "reports",
+            "Reports",
+            "/reports",
+            "chart",
+            [
+                ("reports.history_orders", "Closed orders", "/reports/history-orders", "", []),
+                ("reports.positions", "Positions", "/reports/positions", "", []),
+                ("reports.pending_orders", "Pending orders", "/reports/pending-orders", "", []),
+                ("reports.deposits", "Deposits", "/reports/deposits", "", []),
+                ("reports.withdrawals", "Withdrawals", "/reports/withdrawals", "", []),
+                ("reports.transfers", "Transfers", "/reports/transfers", "", []),
+            ],
+        ),
         ("platforms", "Downloads", "/platforms", "download", []),
     ],
     "ib": [
@@ -75,10 +94,16 @@ MENUS = {
         ("ib.clients", "My clients", "/ib/clients", "team", []),
         ("ib.client_accounts", "Client accounts", "/ib/client-trading-accounts", "wallet", []),
         ("ib.rebates", "Rebates", "/ib/rebates", "gift", []),
-        ("ib.commissions", "Commissions", "/ib/commissions", "money", [
-            ("ib.commissions.summary", "Summary", "/ib/commissions", "", []),
-            ("ib.commissions.details", "Details", "/ib/commissions/details", "", []),
-        ]),
+        (
+            "ib.commissions",
+            "Commissions",
+            "/ib/commissions",
+            "money",
+            [
+                ("ib.commissions.summary", "Summary", "/ib/commissions", "", []),
+                ("ib.commissions.details", "Details", "/ib/commissions/details", "", []),
+            ],
+        ),
         ("ib.reports", "Reports", "/reports", "chart", []),
         ("ib.profile", "Referral link", "/ib/profile", "link", []),
         ("ib.platforms", "Downloads", "/ib/platforms", "download", []),
@@ -87,11 +112,17 @@ MENUS = {
         ("admin.audits", "Review queue", "/admin/audits", "check", []),
         ("admin.users", "Users", "/admin/users", "team", []),
         ("admin.reports", "Reports", "/reports", "chart", []),
-        ("admin.config", "Configuration", "/admin/config", "setting", [
-            ("admin.config.broker", "Broker", "/admin/config/broker", "", []),
-            ("admin.config.login_page", "Login pages", "/admin/config/login-page", "", []),
-            ("admin.config.currencies", "Currencies", "/admin/currencies", "", []),
-        ]),
+        (
+            "admin.config",
+            "Configuration",
+            "/admin/config",
+            "setting",
+            [
+                ("admin.config.broker", "Broker", "/admin/config/broker", "", []),
+                ("admin.config.login_page", "Login pages", "/admin/config/login-page", "", []),
+                ("admin.config.currencies", "Currencies", "/admin/currencies", "", []),
+            ],
+        ),
         ("admin.audit_logs", "Audit log", "/admin/audit-logs", "history", []),
     ],
 }
@@ -116,13 +147,15 @@ CLIENT_ACTIONS = [
 ] + REPORT_ACTIONS
 ACTIONS = {
     "client": CLIENT_ACTIONS,
-    "ib": CLIENT_ACTIONS + [
+    "ib": CLIENT_ACTIONS
+    + [
         ("ib.clients", "My clients", "/api/v1/ib/clients", ("GET",)),
         ("ib.rebates", "Rebates", "/api/v1/ib/rebates", ("GET",)),
         ("ib.commissions", "Commissions", "/api/v1/ib/commissions", ("GET",)),
         ("ib.profile", "Referral link", "/api/v1/ib/profile", ("GET",)),
     ],
-    "admin": REPORT_ACTIONS + [
+    "admin": REPORT_ACTIONS
+    + [
         ("admin.audits", "Review queue", "/api/v1/admin/audits", ("GET", "POST")),
         ("admin.users", "Users", "/api/v1/admin/users", ("GET", "POST", "PATCH")),
         ("admin.config", "Configuration", "/api/v1/admin/config", ("PUT",)),
@@ -149,8 +182,16 @@ def upsert_menus(user_type, entries, parent=None):
     for order, (key, title, path, icon, children) in enumerate(entries):
         menu = db.session.scalar(select(Menu).where(Menu.user_type == user_type, Menu.key == key))
         if menu is None:
-            menu = Menu(user_type=user_type, key=key, title=title, path=path, icon=icon, action=key,
-                        sort_order=order * 10, parent_id=parent.id if parent else None)
+            menu = Menu(
+                user_type=user_type,
+                key=key,
+                title=title,
+                path=path,
+                icon=icon,
+                action=key,
+                sort_order=order * 10,
+                parent_id=parent.id if parent else None,
+            )
             db.session.add(menu)
             db.session.flush()
         upsert_menus(user_type, children, parent=menu)
@@ -160,8 +201,11 @@ def upsert_actions(user_type, entries):
     existing = set(db.session.scalars(select(PermissionAction.key).where(PermissionAction.user_type == user_type)))
     for key, title, path, methods in entries:
         if key not in existing:
-            db.session.add(PermissionAction(user_type=user_type, key=key, title=title, path=path, url=path,
-                                            methods={m: True for m in methods}))
+            db.session.add(
+                PermissionAction(
+                    user_type=user_type, key=key, title=title, path=path, url=path, methods={m: True for m in methods}
+                )
+            )
 
 
 def ensure_user(email, password, user_type, parent=None, first_name="", last_name=""):
@@ -171,9 +215,16 @@ def ensure_user(email, password, user_type, parent=None, first_name="", last_nam
     user = find_user_by_email(email)
     if user is None:
         user = create_user(
-            {"email": email, "password": password, "user_type": user_type, "first_name": first_name,
-             "last_name": last_name, "parent_ib_id": parent.id if parent else None},
-            actor=None, client=None,
+            {
+                "email": email,
+                "password": password,
+                "user_type": user_type,
+                "first_name": first_name,
+                "last_name": last_name,
+                "parent_ib_id": parent.id if parent else None,
+            },
+            actor=None,
+            client=None,
         )
     return user
 

@@ -93,7 +93,7 @@ def enqueue(job_func, *args, description=None, job_id=None, **kwargs):
         options.pop("retry")
     return get_queue(job_func.queue_name).enqueue(
         job_func,
-        *args,
+        args=args,
         kwargs=kwargs,
         description=description or job_func.__name__,
         job_id=job_id,

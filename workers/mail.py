@@ -40,5 +40,4 @@ def send_email_code(email, scene, code, language, ttl_seconds):
 
 
 def enqueue_email_code(email, scene, code, language, ttl_seconds):
-    enqueue(send_email_code, email, scene, code, language, ttl_seconds,
-            description=f"send_email_code(scene={scene})")
+    enqueue(send_email_code, email, scene, code, language, ttl_seconds, description=f"send_email_code(scene={scene})")

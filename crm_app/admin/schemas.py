@@ -35,8 +35,9 @@ class UserQuerySchema(PageQuerySchema):
 class UserCreateSchema(Schema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
-    user_type = fields.String(required=True, validate=validate.OneOf(USER_TYPES),
-                              metadata={"description": "`admin` creates a staff user"})
+    user_type = fields.String(
+        required=True, validate=validate.OneOf(USER_TYPES), metadata={"description": "`admin` creates a staff user"}
+    )
     first_name = fields.String(validate=validate.Length(max=100))
     last_name = fields.String(validate=validate.Length(max=100))
     parent_ib_id = fields.Integer(allow_none=True)

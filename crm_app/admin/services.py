@@ -25,8 +25,9 @@ def record_audit_log(action, actor=None, client=None, target_type=None, target_i
     return entry
 
 
-def list_audit_logs(page, size, actor_id=None, action=None, target_type=None, target_id=None,
-                    start_time=None, end_time=None, q=None):
+def list_audit_logs(
+    page, size, actor_id=None, action=None, target_type=None, target_id=None, start_time=None, end_time=None, q=None
+):
     query = select(AuditLog)
     if actor_id is not None:
         query = query.where(AuditLog.actor_id == actor_id)
@@ -132,8 +133,14 @@ def create_user(values, actor, client):
         db.session.rollback()
         raise email_taken_error() from None
     add_tree_node(user)
-    record_audit_log("user.create", actor=actor, client=client, target_type="user", target_id=user.id,
-                     details={"user_type": user.user_type, "parent_ib_id": user.parent_ib_id})
+    record_audit_log(
+        "user.create",
+        actor=actor,
+        client=client,
+        target_type="user",
+        target_id=user.id,
+        details={"user_type": user.user_type, "parent_ib_id": user.parent_ib_id},
+    )
     db.session.commit()
     return user
 
@@ -187,7 +194,8 @@ def update_user(user_id, changes, actor, client):
             changed[field] = changes[field]
 
     if changed:
-        record_audit_log("user.update", actor=actor, client=client, target_type="user", target_id=user.id,
-                         details=changed)
+        record_audit_log(
+            "user.update", actor=actor, client=client, target_type="user", target_id=user.id, details=changed
+        )
     db.session.commit()
     return user

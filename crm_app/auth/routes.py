@@ -43,8 +43,11 @@ class Register(MethodView):
         `invite_code` puts the new client under that IB.
         """
         user, tokens = services.register_client(
-            body["email"], body["password"], client_info_from_request(),
-            email_code=body.get("email_code"), invite_code=body.get("invite_code"),
+            body["email"],
+            body["password"],
+            client_info_from_request(),
+            email_code=body.get("email_code"),
+            invite_code=body.get("invite_code"),
         )
         return token_answer(user, tokens)
 
@@ -80,7 +83,10 @@ class ChangePassword(MethodView):
         Revokes every token issued before it, this one included: sign in again.
         """
         services.change_password(
-            current_user, body["old_password"], body["new_password"], client_info_from_request(),
+            current_user,
+            body["old_password"],
+            body["new_password"],
+            client_info_from_request(),
             email_code=body.get("email_code"),
         )
         return {}
@@ -96,8 +102,9 @@ class EmailCode(MethodView):
         Asking again before `can_resend_at` is a 429. `received_at` is the client's
         clock; one far from the server's is refused.
         """
-        return services.request_email_code(body["email"], body["scene"], body["received_at"],
-                                           client_info_from_request())
+        return services.request_email_code(
+            body["email"], body["scene"], body["received_at"], client_info_from_request()
+        )
 
 
 @blp.route("/captcha/verify")
@@ -106,8 +113,11 @@ class CaptchaVerify(MethodView):
     @blp.response(200, schemas.CaptchaVerifyAnswerSchema)
     def post(self, body):
         """腾讯验证码验证 Check a Tencent captcha ticket"""
-        return {"is_valid": services.verify_captcha_for_app(body["app_id"], body["ticket"], body["rand_str"],
-                                                             body["user_ip"])}
+        return {
+            "is_valid": services.verify_captcha_for_app(
+                body["app_id"], body["ticket"], body["rand_str"], body["user_ip"]
+            )
+        }
 
 
 @blp.route("/auth/permissions")
@@ -135,4 +145,3 @@ class Menus(MethodView):
     def get(self):
         """The menu tree for the caller's user type"""
         return {"list": menu_tree(current_user.user_type)}
-

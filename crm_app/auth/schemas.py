@@ -39,7 +39,9 @@ class TokenSchema(Schema):
 class RegisterSchema(Schema):
     email = Email(required=True)
     password = fields.String(required=True, validate=validate.Length(max=128), load_only=True)
-    email_code = fields.String(validate=validate.Length(max=16), metadata={"description": "邮箱验证码 (scene register)"})
+    email_code = fields.String(
+        validate=validate.Length(max=16), metadata={"description": "邮箱验证码 (scene register)"}
+    )
     invite_code = fields.String(validate=validate.Length(max=32), metadata={"description": "An IB's referral code"})
 
 

@@ -148,13 +148,20 @@ def login(email, password, client, captcha=None):
         passwords.burn_verify_time(password)
     if user is None or not passwords.verify_password(user.password_hash, password):
         record_login_failure(email, client)
-        record_audit_log("auth.login_failed", actor=user, client=client, target_type="user",
-                         target_id=user.id if user else None, details={"email": email[:254]})
+        record_audit_log(
+            "auth.login_failed",
+            actor=user,
+            client=client,
+            target_type="user",
+            target_id=user.id if user else None,
+            details={"email": email[:254]},
+        )
         db.session.commit()
         raise Unauthorized(code="invalid_credentials")
     if user.status != "enabled":
-        record_audit_log("auth.login_refused_disabled", actor=user, client=client, target_type="user",
-                         target_id=user.id)
+        record_audit_log(
+            "auth.login_refused_disabled", actor=user, client=client, target_type="user", target_id=user.id
+        )
         db.session.commit()
         raise Forbidden(code="user_disabled")
 
@@ -244,8 +251,14 @@ def register_client(email, password, client, email_code=None, invite_code=None):
         raise email_taken_error() from None
     add_tree_node(user)
     session = start_session(user, client)
-    record_audit_log("auth.register", actor=user, client=client, target_type="user", target_id=user.id,
-                     details={"parent_ib_id": user.parent_ib_id})
+    record_audit_log(
+        "auth.register",
+        actor=user,
+        client=client,
+        target_type="user",
+        target_id=user.id,
+        details={"parent_ib_id": user.parent_ib_id},
+    )
     db.session.commit()
     return user, issue_tokens(user, session)
 
@@ -255,8 +268,9 @@ def register_client(email, password, client, email_code=None, invite_code=None):
 
 def change_password(user, old_password, new_password, client, email_code=None):
     if not passwords.verify_password(user.password_hash, old_password):
-        record_audit_log("auth.password_change_failed", actor=user, client=client, target_type="user",
-                         target_id=user.id)
+        record_audit_log(
+            "auth.password_change_failed", actor=user, client=client, target_type="user", target_id=user.id
+        )
         db.session.commit()
         raise ValidationFailed(code="wrong_old_password", errors={"old_password": ["The current password is wrong."]})
     passwords.check_password_policy(new_password, field="new_password")
@@ -330,13 +344,20 @@ def request_email_code(email, scene, received_at, client):
     # Answer the same whether the address is known or not (no account enumeration),
     # but only mail a code where it can be used.
     should_send = (user is None) if scene == "register" else (user is not None)
-    record_audit_log("auth.email_code_requested", actor=user, client=client, target_type="email_code",
-                     details={"scene": scene, "sent": should_send})
+    record_audit_log(
+        "auth.email_code_requested",
+        actor=user,
+        client=client,
+        target_type="email_code",
+        details={"scene": scene, "sent": should_send},
+    )
     db.session.commit()
     if should_send:
         from workers.mail import enqueue_email_code
 
-        enqueue_email_code(email.strip(), scene, code, client.language if client else "en", cfg["EMAIL_CODE_TTL_SECONDS"])
+        enqueue_email_code(
+            email.strip(), scene, code, client.language if client else "en", cfg["EMAIL_CODE_TTL_SECONDS"]
+        )
     return {"can_resend_at": to_unix(entry.resend_at), "expired_at": to_unix(entry.expires_at)}
 
 

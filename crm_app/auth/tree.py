@@ -47,15 +47,17 @@ def move_subtree(user, new_parent):
     )
     # Detach: drop every path from an ancestor outside the subtree into the subtree.
     db.session.execute(
-        delete(IbTreePath).where(
+        delete(IbTreePath)
+        .where(
             IbTreePath.descendant_id.in_(subtree.scalar_subquery()),
             IbTreePath.ancestor_id.in_(old_ancestors.scalar_subquery()),
-        ).execution_options(synchronize_session=False)
+        )
+        .execution_options(synchronize_session=False)
     )
     if new_parent is not None:
-        above = select(IbTreePath.ancestor_id, IbTreePath.depth).where(
-            IbTreePath.descendant_id == new_parent.id
-        ).subquery()
+        above = (
+            select(IbTreePath.ancestor_id, IbTreePath.depth).where(IbTreePath.descendant_id == new_parent.id).subquery()
+        )
         below = select(IbTreePath.descendant_id, IbTreePath.depth).where(IbTreePath.ancestor_id == user.id).subquery()
         db.session.execute(
             insert(IbTreePath).from_select(

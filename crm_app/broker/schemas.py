@@ -20,7 +20,9 @@ class BrokerConfigSchema(Schema):
     email = fields.String(validate=validate.Length(max=254))
     login_page_logo_url = URL()
     support_phone = fields.String(validate=validate.Length(max=64))
-    timezone = fields.String(validate=validate.Length(max=64), metadata={"description": "IANA name, e.g. Asia/Shanghai"})
+    timezone = fields.String(
+        validate=validate.Length(max=64), metadata={"description": "IANA name, e.g. Asia/Shanghai"}
+    )
     watermark_logo_url = URL()
     email_code_required = fields.Nested(
         EmailCodeRequiredSchema, metadata={"description": "Scenes that need an email code (not in the seed)"}
@@ -74,7 +76,8 @@ class CurrencyListSchema(Schema):
 
 class CurrencyQuerySchema(Schema):
     method = fields.String(
-        load_default="all", validate=validate.OneOf(("all",) + FUNDING_METHODS),
+        load_default="all",
+        validate=validate.OneOf(("all",) + FUNDING_METHODS),
         metadata={"description": "出入金方式: all, bank_transfer, international_wire_transfer, cryptocurrency"},
     )
 

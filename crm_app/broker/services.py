@@ -60,8 +60,14 @@ def update_setting(key, changes, actor=None, client=None):
         row = BrokerSetting(key=key, value={})
         db.session.add(row)
     row.value = deep_merge(row.value or {}, changes)
-    record_audit_log(f"config.{key}.update", actor=actor, client=client, target_type="config",
-                     target_id=key, details={"fields": sorted(changes)})
+    record_audit_log(
+        f"config.{key}.update",
+        actor=actor,
+        client=client,
+        target_type="config",
+        target_id=key,
+        details={"fields": sorted(changes)},
+    )
     db.session.commit()
     return get_setting(key)
 
@@ -105,8 +111,14 @@ def create_currency(values, actor=None, client=None):
     except IntegrityError:
         db.session.rollback()
         raise Conflict(code="currency_exists", errors={"code": ["This currency already exists."]}) from None
-    record_audit_log("currency.create", actor=actor, client=client, target_type="currency",
-                     target_id=currency.id, details={"code": currency.code})
+    record_audit_log(
+        "currency.create",
+        actor=actor,
+        client=client,
+        target_type="currency",
+        target_id=currency.id,
+        details={"code": currency.code},
+    )
     db.session.commit()
     return currency
 
@@ -120,8 +132,14 @@ def update_currency(currency_id, values, actor=None, client=None):
     except IntegrityError:
         db.session.rollback()
         raise Conflict(code="currency_exists", errors={"code": ["This currency already exists."]}) from None
-    record_audit_log("currency.update", actor=actor, client=client, target_type="currency",
-                     target_id=currency.id, details={"fields": sorted(values)})
+    record_audit_log(
+        "currency.update",
+        actor=actor,
+        client=client,
+        target_type="currency",
+        target_id=currency.id,
+        details={"fields": sorted(values)},
+    )
     db.session.commit()
     return currency
 
@@ -129,8 +147,14 @@ def update_currency(currency_id, values, actor=None, client=None):
 def delete_currency(currency_id, actor=None, client=None):
     currency = get_currency(currency_id)
     db.session.delete(currency)
-    record_audit_log("currency.delete", actor=actor, client=client, target_type="currency",
-                     target_id=currency_id, details={"code": currency.code})
+    record_audit_log(
+        "currency.delete",
+        actor=actor,
+        client=client,
+        target_type="currency",
+        target_id=currency_id,
+        details={"code": currency.code},
+    )
     db.session.commit()
 
 
@@ -171,9 +195,7 @@ def permission_actions(user_type):
     actions = db.session.scalars(
         select(PermissionAction).where(PermissionAction.user_type == user_type).order_by(PermissionAction.key)
     ).all()
-    return {
-        a.key: {"methods": dict(a.methods or {}), "path": a.path, "title": a.title, "url": a.url} for a in actions
-    }
+    return {a.key: {"methods": dict(a.methods or {}), "path": a.path, "title": a.title, "url": a.url} for a in actions}
 
 
 def permissions_for(user_type):

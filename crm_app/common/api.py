@@ -8,7 +8,6 @@ from flask import current_app
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
 
 from crm_app.common.i18n import translate, translate_field_errors
 
@@ -136,9 +135,7 @@ class Blueprint(SmorestBlueprint):
 
 
 def register_security_scheme(api):
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    )
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
 
 
 def current_app_config(name, default=None):

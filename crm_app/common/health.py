@@ -15,7 +15,7 @@ def readiness():
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as exc:  # any driver error means "not ready"
+    except Exception as exc:  # noqa: BLE001 - any driver error means "not ready"
         log.warning("readiness: database unreachable: %s", exc)
         db.session.rollback()
         checks["database"] = "unreachable"
@@ -24,7 +24,7 @@ def readiness():
         try:
             redis_client.ping()
             checks["redis"] = "ok"
-        except Exception as exc:  # any redis error means "not ready"
+        except Exception as exc:  # noqa: BLE001 - any redis error means "not ready"
             log.warning("readiness: redis unreachable: %s", exc)
             checks["redis"] = "unreachable"
     return checks

@@ -37,7 +37,7 @@ MONEY_PATTERN = r"^-?\d{1,15}(\.\d{1,8})?$"
 class Money(fields.Field):
     """A decimal amount as a string on the wire ("1234.50"), Decimal in the code."""
 
-    default_error_messages = {"invalid": "Not a valid amount (a decimal string such as \"100.00\")."}
+    default_error_messages = {"invalid": 'Not a valid amount (a decimal string such as "100.00").'}
 
     def __init__(self, places=2, **kwargs):
         self.places = places
@@ -67,4 +67,6 @@ def register_field_types(api):
 
 def i18n_text_field(**kwargs):
     """The seed's `{en, zh-CN, zh-TW}` objects."""
-    return fields.Dict(keys=fields.String(validate=validate.OneOf(["en", "zh-CN", "zh-TW"])), values=fields.String(), **kwargs)
+    return fields.Dict(
+        keys=fields.String(validate=validate.OneOf(["en", "zh-CN", "zh-TW"])), values=fields.String(), **kwargs
+    )

@@ -85,33 +85,33 @@ def _hmac_sha256(key, message):
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
 
-def tc3_authorization(*, secret_id, secret_key, service, host, payload, timestamp,
-                      content_type=JSON_CONTENT_TYPE):
+def tc3_authorization(*, secret_id, secret_key, service, host, payload, timestamp, content_type=JSON_CONTENT_TYPE):
     """Authorization header value for a POST to "/" with a JSON body (Signature v3).
 
     Kept separate from the HTTP call so it can be checked against Tencent's
     published example without a network.
     """
     date = datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
-    canonical_headers = (
-        f"content-type:{content_type.strip().lower()}\n"
-        f"host:{host.strip().lower()}\n"
+    canonical_headers = f"content-type:{content_type.strip().lower()}\nhost:{host.strip().lower()}\n"
+    canonical_request = "\n".join(
+        [
+            "POST",
+            "/",
+            "",
+            canonical_headers,
+            SIGNED_HEADERS,
+            hashlib.sha256(payload).hexdigest(),
+        ]
     )
-    canonical_request = "\n".join([
-        "POST",
-        "/",
-        "",
-        canonical_headers,
-        SIGNED_HEADERS,
-        hashlib.sha256(payload).hexdigest(),
-    ])
     credential_scope = f"{date}/{service}/tc3_request"
-    string_to_sign = "\n".join([
-        SIGNING_ALGORITHM,
-        str(timestamp),
-        credential_scope,
-        hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-    ])
+    string_to_sign = "\n".join(
+        [
+            SIGNING_ALGORITHM,
+            str(timestamp),
+            credential_scope,
+            hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
+        ]
+    )
     signing_key = _hmac_sha256(("TC3" + secret_key).encode("utf-8"), date)
     signing_key = _hmac_sha256(signing_key, service)
     signing_key = _hmac_sha256(signing_key, "tc3_request")
@@ -157,14 +157,16 @@ def describe_captcha_result(settings, *, ticket, randstr, user_ip, captcha_type=
     host = urlsplit(settings.endpoint).netloc
     if not host:
         raise CaptchaUnavailable("CAPTCHA_ENDPOINT is not an absolute URL")
-    payload = json.dumps({
-        "CaptchaType": captcha_type,
-        "Ticket": ticket,
-        "UserIp": user_ip,
-        "Randstr": randstr,
-        "CaptchaAppId": settings.app_id,
-        "AppSecretKey": settings.app_secret_key,
-    }).encode("utf-8")
+    payload = json.dumps(
+        {
+            "CaptchaType": captcha_type,
+            "Ticket": ticket,
+            "UserIp": user_ip,
+            "Randstr": randstr,
+            "CaptchaAppId": settings.app_id,
+            "AppSecretKey": settings.app_secret_key,
+        }
+    ).encode("utf-8")
 
     try:
         http_response = requests.post(
@@ -192,9 +194,7 @@ def describe_captcha_result(settings, *, ticket, randstr, user_ip, captcha_type=
     if error is not None:
         code = error.get("Code", "?") if isinstance(error, dict) else "?"
         message = error.get("Message", "") if isinstance(error, dict) else ""
-        raise CaptchaUnavailable(
-            f"captcha API error {code}: {message} (RequestId {inner.get('RequestId', '?')})"
-        )
+        raise CaptchaUnavailable(f"captcha API error {code}: {message} (RequestId {inner.get('RequestId', '?')})")
     captcha_code = inner.get("CaptchaCode")
     if not isinstance(captcha_code, int) or isinstance(captcha_code, bool):
         raise CaptchaUnavailable("captcha service answer has no integer CaptchaCode")
@@ -213,8 +213,9 @@ def verify_captcha(settings, *, ticket, randstr, user_ip):
         return True
     if captcha_code in CAPTCHA_CODES_MISCONFIGURED:
         # Every user would fail the same way: make the cause visible to operators.
-        log.warning("captcha rejected because of app configuration: CaptchaCode %s (%s)",
-                    captcha_code, result.get("CaptchaMsg"))
+        log.warning(
+            "captcha rejected because of app configuration: CaptchaCode %s (%s)", captcha_code, result.get("CaptchaMsg")
+        )
     else:
         log.info("captcha rejected: CaptchaCode %s (%s)", captcha_code, result.get("CaptchaMsg"))
     return False

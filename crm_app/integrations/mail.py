@@ -55,8 +55,9 @@ def send_mail(settings, to, subject, text, html=None):
         log.warning("MAIL_SERVER not set; mail to %s not sent.\nSubject: %s\n\n%s", to, subject, text)
         return
     if settings.use_ssl:
-        client = smtplib.SMTP_SSL(settings.server, settings.port, timeout=settings.timeout,
-                                  context=ssl.create_default_context())
+        client = smtplib.SMTP_SSL(
+            settings.server, settings.port, timeout=settings.timeout, context=ssl.create_default_context()
+        )
     else:
         client = smtplib.SMTP(settings.server, settings.port, timeout=settings.timeout)
     with client:

@@ -31,8 +31,12 @@ class Uploads(MethodView):
     def post(self, files):
         """Upload a receipt or KYC document (JPEG, PNG or PDF, checked by content)"""
         upload = services.save_upload(current_user, files["file"].stream, files["file"].filename)
-        return {"id": upload.id, "url": services.upload_url(upload), "content_type": upload.content_type,
-                "size": upload.size}
+        return {
+            "id": upload.id,
+            "url": services.upload_url(upload),
+            "content_type": upload.content_type,
+            "size": upload.size,
+        }
 
 
 @blp.route("/uploads/<upload_id>")
@@ -43,8 +47,10 @@ class UploadFile(MethodView):
         """The uploaded file (its owner and admins only)"""
         upload = services.get_visible_upload(upload_id, current_user)
         response = send_file(
-            services.open_upload(upload), mimetype=upload.content_type,
-            download_name=upload.original_name, as_attachment=False,
+            services.open_upload(upload),
+            mimetype=upload.content_type,
+            download_name=upload.original_name,
+            as_attachment=False,
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "private, max-age=0"

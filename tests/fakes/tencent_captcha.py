@@ -55,13 +55,8 @@ def _hmac_digest(key, text):
 def expected_signature(secret_key, *, date, service, timestamp, headers, signed_headers, body):
     """Signature v3 as documented, from the headers the client said it signed."""
     names = signed_headers.split(";")
-    canonical_headers = "".join(
-        f"{name}:{(headers.get(name) or '').strip().lower()}\n" for name in names
-    )
-    canonical_request = (
-        f"POST\n/\n\n{canonical_headers}\n{signed_headers}\n"
-        f"{hashlib.sha256(body).hexdigest()}"
-    )
+    canonical_headers = "".join(f"{name}:{(headers.get(name) or '').strip().lower()}\n" for name in names)
+    canonical_request = f"POST\n/\n\n{canonical_headers}\n{signed_headers}\n{hashlib.sha256(body).hexdigest()}"
     string_to_sign = (
         f"TC3-HMAC-SHA256\n{timestamp}\n{date}/{service}/tc3_request\n"
         f"{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
@@ -81,8 +76,15 @@ class FakeTencentCaptcha:
     an unhealthy service. `clock` lets a test pin the server's notion of now.
     """
 
-    def __init__(self, *, secret_id="AKIDfakeSecretId", secret_key="fakeSecretKey",
-                 app_id=190000001, app_secret_key="fakeAppSecretKey", clock=time.time):
+    def __init__(
+        self,
+        *,
+        secret_id="AKIDfakeSecretId",
+        secret_key="fakeSecretKey",
+        app_id=190000001,
+        app_secret_key="fakeAppSecretKey",
+        clock=time.time,
+    ):
         self.secret_id = secret_id
         self.secret_key = secret_key
         self.app_id = app_id
@@ -116,8 +118,9 @@ class FakeTencentCaptcha:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         # A short poll interval keeps stop() (and so every test teardown) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        name="fake-tencent-captcha", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="fake-tencent-captcha", daemon=True
+        )
         self._thread.start()
         return self.base_url
 
@@ -166,8 +169,7 @@ class FakeTencentCaptcha:
         if self.delay_seconds and self._stopping.wait(self.delay_seconds):
             return
         if self.fail_with_http_500:
-            self._send(handler, 500, b"<html><body>500 Internal Server Error</body></html>",
-                       "text/html")
+            self._send(handler, 500, b"<html><body>500 Internal Server Error</body></html>", "text/html")
             return
         if self.reply_with_garbage:
             self._send(handler, 200, b"<html>this is not JSON</html>", "text/html")
@@ -181,38 +183,49 @@ class FakeTencentCaptcha:
         except _ApiError as error:
             response = {"Error": {"Code": error.code, "Message": error.message}}
         response["RequestId"] = request_id
-        self._send(handler, 200, json.dumps({"Response": response}).encode("utf-8"),
-                   "application/json")
+        self._send(handler, 200, json.dumps({"Response": response}).encode("utf-8"), "application/json")
 
     def _authenticate(self, headers, body):
         match = AUTHORIZATION_PATTERN.match(headers.get("authorization", ""))
         if not match:
-            raise _ApiError("AuthFailure.InvalidAuthorization",
-                            "Authorization in the request header is invalid.")
+            raise _ApiError("AuthFailure.InvalidAuthorization", "Authorization in the request header is invalid.")
         if match["secret_id"] != self.secret_id:
-            raise _ApiError("AuthFailure.SecretIdNotFound",
-                            "The SecretId is not found, please ensure that your SecretId is correct.")
+            raise _ApiError(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found, please ensure that your SecretId is correct.",
+            )
         try:
             timestamp = int(headers.get("x-tc-timestamp", ""))
         except ValueError:
-            raise _ApiError("MissingParameter", "The request is missing a valid X-TC-Timestamp.")
+            raise _ApiError("MissingParameter", "The request is missing a valid X-TC-Timestamp.") from None
         if abs(self.clock() - timestamp) > MAX_CLOCK_SKEW_SECONDS:
-            raise _ApiError("AuthFailure.SignatureExpire",
-                            "Signature expired. Timestamp and server time cannot differ by more "
-                            "than five minutes.")
+            raise _ApiError(
+                "AuthFailure.SignatureExpire",
+                "Signature expired. Timestamp and server time cannot differ by more than five minutes.",
+            )
         signed_headers = match["signed_headers"]
         signed = signed_headers.split(";")
         scope_date = datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
         expected = expected_signature(
-            self.secret_key, date=match["date"], service=match["service"], timestamp=timestamp,
-            headers=headers, signed_headers=signed_headers, body=body,
+            self.secret_key,
+            date=match["date"],
+            service=match["service"],
+            timestamp=timestamp,
+            headers=headers,
+            signed_headers=signed_headers,
+            body=body,
         )
-        if ("content-type" not in signed or "host" not in signed
-                or match["service"] != SERVICE or match["date"] != scope_date
-                or not hmac.compare_digest(expected, match["signature"])):
-            raise _ApiError("AuthFailure.SignatureFailure",
-                            "The provided credentials could not be validated. "
-                            "Please check your signature is correct.")
+        if (
+            "content-type" not in signed
+            or "host" not in signed
+            or match["service"] != SERVICE
+            or match["date"] != scope_date
+            or not hmac.compare_digest(expected, match["signature"])
+        ):
+            raise _ApiError(
+                "AuthFailure.SignatureFailure",
+                "The provided credentials could not be validated. Please check your signature is correct.",
+            )
         if headers.get("x-tc-action") != ACTION:
             raise _ApiError("InvalidAction", "The requested action does not exist.")
         if headers.get("x-tc-version") != VERSION:
@@ -222,7 +235,7 @@ class FakeTencentCaptcha:
         try:
             params = json.loads(body)
         except ValueError:
-            raise _ApiError("InvalidParameter", "The request body is not valid JSON.")
+            raise _ApiError("InvalidParameter", "The request body is not valid JSON.") from None
         if not isinstance(params, dict):
             raise _ApiError("InvalidParameter", "The request body must be a JSON object.")
         for name in ("CaptchaType", "Ticket", "UserIp", "Randstr", "CaptchaAppId", "AppSecretKey"):

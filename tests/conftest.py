@@ -1,0 +1,146 @@
+"""Test harness: a PostgreSQL database of our own per run, our own Redis db number,
+a real SMTP sink, and a real RQ worker for jobs.
+
+TEST_DATABASE_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/test) is used
+only to create and drop the run's database; TEST_REDIS_URL (default db 13) is
+flushed before every test.
+"""
+
+import os
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+
+
+def _psycopg_url(url):
+    from crm_app.config import normalise_database_url
+
+    return normalise_database_url(url)
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    name = f"crm_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin_engine = sa.create_engine(_psycopg_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = _psycopg_url(ADMIN_URL).rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    from tests.support.smtp_sink import SmtpSink
+
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, smtp_sink, tmp_path_factory):
+    from flask_migrate import upgrade
+
+    from crm_app import create_app
+
+    os.environ.pop("DATABASE_URL", None)
+    application = create_app(
+        {
+            "APP_ENV": "test",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": REDIS_URL,
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": smtp_sink.port,
+            "MAIL_DEFAULT_SENDER": "no-reply@broker.test",
+            "UPLOAD_FOLDER": str(tmp_path_factory.mktemp("uploads")),
+            "UPLOAD_MAX_BYTES": 256 * 1024,
+            "TESTING": True,
+            **CHEAP_ARGON2,
+        }
+    )
+    with application.app_context():
+        # The schema comes from the migrations, exactly as in production.
+        upgrade()
+    return application
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request):
+    """Every test that uses the app starts from empty tables, an empty Redis db and
+    an empty mailbox; tests of a lone module do not build the app at all."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    smtp_sink = request.getfixturevalue("smtp_sink")
+    from crm_app.extensions import db
+
+    with app.app_context():
+        tables = [t.name for t in db.metadata.sorted_tables]
+        db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+        from crm_app.common.runtime import runtime
+
+        runtime().redis.flushdb()
+    smtp_sink.messages.clear()
+    yield
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Run every queued job on a real RQ worker against real Redis, then return."""
+    from rq import SimpleWorker
+
+    from workers import QUEUES, get_queue
+
+    def run():
+        with app.app_context():
+            queues = [get_queue(name) for name in QUEUES]
+            worker = SimpleWorker(queues, connection=queues[0].connection)
+            worker.work(burst=True, with_scheduler=False)
+
+    return run
+
+
+@pytest.fixture
+def factory(app):
+    from tests.support.factory import Factory
+
+    with app.app_context():
+        yield Factory(app)
+
+
+@pytest.fixture
+def wait_for():
+    def wait(predicate, timeout=5.0, interval=0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError("condition not met in time")
+
+    return wait
