@@ -58,6 +58,7 @@ def import_models():
     import crm_app.admin.models  # noqa: F401
     import crm_app.auth.models  # noqa: F401
     import crm_app.broker.models  # noqa: F401
+    import crm_app.review.models  # noqa: F401
     import crm_app.uploads.models  # noqa: F401
 
 
@@ -66,9 +67,10 @@ def register_blueprints(app, api):
     from crm_app.auth.routes import blp as auth_blp
     from crm_app.broker.routes import admin_blp as broker_admin_blp
     from crm_app.broker.routes import blp as broker_blp
+    from crm_app.review.routes import blp as review_blp
     from crm_app.uploads.routes import blp as uploads_blp
 
-    for blueprint in (auth_blp, broker_blp, uploads_blp, admin_blp, broker_admin_blp):
+    for blueprint in (auth_blp, broker_blp, uploads_blp, admin_blp, broker_admin_blp, review_blp):
         api.register_blueprint(blueprint)
 
 
