@@ -59,6 +59,7 @@ def import_models():
     import crm_app.auth.models  # noqa: F401
     import crm_app.broker.models  # noqa: F401
     import crm_app.review.models  # noqa: F401
+    import crm_app.trading.models  # noqa: F401
     import crm_app.uploads.models  # noqa: F401
 
 
@@ -68,9 +69,20 @@ def register_blueprints(app, api):
     from crm_app.broker.routes import admin_blp as broker_admin_blp
     from crm_app.broker.routes import blp as broker_blp
     from crm_app.review.routes import blp as review_blp
+    from crm_app.trading.routes import admin_blp as trading_admin_blp
+    from crm_app.trading.routes import blp as trading_blp
     from crm_app.uploads.routes import blp as uploads_blp
 
-    for blueprint in (auth_blp, broker_blp, uploads_blp, admin_blp, broker_admin_blp, review_blp):
+    for blueprint in (
+        auth_blp,
+        broker_blp,
+        uploads_blp,
+        admin_blp,
+        broker_admin_blp,
+        review_blp,
+        trading_blp,
+        trading_admin_blp,
+    ):
         api.register_blueprint(blueprint)
 
 

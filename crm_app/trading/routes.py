@@ -1,0 +1,170 @@
+"""Trading accounts (client portal), platforms, and their admin configuration."""
+
+from flask.views import MethodView
+from flask_jwt_extended import current_user
+from sqlalchemy import select
+
+from crm_app.common import crypto
+from crm_app.common.api import Blueprint
+from crm_app.common.context import client_info_from_request
+from crm_app.common.crud import Resource, register_admin_crud
+from crm_app.common.errors import ValidationFailed
+from crm_app.extensions import db
+from crm_app.trading import schemas, services
+from crm_app.trading.models import AccountType, Platform, TradingServer
+
+blp = Blueprint("trading", __name__, url_prefix="/api/v1", description="Trading accounts and platforms")
+admin_blp = Blueprint(
+    "trading_admin",
+    __name__,
+    url_prefix="/api/v1/admin",
+    description="Back office: trading servers, account types, platforms",
+)
+
+
+@blp.route("/client/trading-account-types")
+class AccountTypes(MethodView):
+    @blp.login_required("client")
+    @blp.arguments(schemas.AccountTypeQuerySchema, location="query")
+    @blp.response(200, schemas.AccountTypeListSchema)
+    def get(self, args):
+        """查询可用交易账号类型列表 Account types open to the caller (live ones need approved KYC)"""
+        rows, total = services.list_account_types(current_user, **args)
+        return {"list": rows, "total": total}
+
+
+@blp.route("/client/trading-accounts")
+class TradingAccounts(MethodView):
+    @blp.login_required("client")
+    @blp.arguments(schemas.TradingAccountQuerySchema, location="query")
+    @blp.response(200, schemas.TradingAccountListSchema)
+    def get(self, args):
+        """查询交易账号列表 Own trading accounts, with figures from the trading server
+
+        When a server cannot answer, the last known figures are shown with `figures_read_at`.
+        """
+        rows, total = services.list_own_accounts(current_user, **args)
+        return {"list": rows, "total": total}
+
+    @blp.login_required("client")
+    @blp.arguments(schemas.OpenAccountSchema)
+    @blp.response(201, schemas.OpenAccountAnswerSchema)
+    def post(self, body):
+        """申请交易账号 Open a demo account at once, or apply for a live one (goes to review)"""
+        is_demo = body.pop("is_demo")
+        application, account = services.apply_for_account(current_user, body, client_info_from_request(), is_demo)
+        if account is not None:
+            return {"id": account.id, "status": "approved", "trading_account_id": account.id}
+        return {"id": application.id, "status": "pending", "trading_account_id": None}
+
+
+@blp.route("/client/account-applications")
+class AccountApplications(MethodView):
+    @blp.login_required("client")
+    @blp.arguments(schemas.NewAccountSchema)
+    @blp.response(201, schemas.ApplicationAnswerSchema)
+    def post(self, body):
+        """创建开户申请 Apply for a live trading account (goes to review)"""
+        application, _ = services.apply_for_account(current_user, body, client_info_from_request(), is_demo=False)
+        return {"application_account_id": application.id}
+
+
+@blp.route("/client/trading-accounts/<int:account_id>")
+class TradingAccount(MethodView):
+    @blp.login_required("client")
+    @blp.response(200, schemas.TradingAccountSchema)
+    def get(self, account_id):
+        """One own trading account, with figures from the trading server"""
+        return services.get_own_account_with_figures(current_user, account_id)
+
+
+@blp.route("/client/trading-accounts/password")
+class TradingAccountPassword(MethodView):
+    @blp.login_required("client")
+    @blp.arguments(schemas.ChangeTradingPasswordSchema)
+    @blp.response(200, schemas.Schema)
+    def put(self, body):
+        """更新交易账号密码 Change a trading account's trade or observe (investor) password"""
+        services.change_account_password(
+            current_user, body["id"], body["type"], body["password"], client_info_from_request()
+        )
+        return {}
+
+
+@blp.route("/client/balances")
+class Balances(MethodView):
+    @blp.login_required("client")
+    @blp.arguments(schemas.BalanceQuerySchema, location="query")
+    @blp.response(200, schemas.BalanceListSchema)
+    def get(self, args):
+        """查询所持账户的余额 Balances of own trading accounts, by fund direction"""
+        accounts = services.balances(current_user, args["type"])
+        return {"list": accounts, "total": len(accounts)}
+
+
+def list_platforms():
+    platforms = db.session.scalars(select(Platform).order_by(Platform.sort_order, Platform.id)).all()
+    return {"list": platforms, "total": len(platforms)}
+
+
+@blp.route("/client/platforms")
+class ClientPlatforms(MethodView):
+    @blp.login_required("client")
+    @blp.response(200, schemas.PlatformListSchema)
+    def get(self):
+        """Trading platforms with their download links"""
+        return list_platforms()
+
+
+@blp.route("/ib/platforms")
+class IbPlatforms(MethodView):
+    @blp.login_required("ib")
+    @blp.response(200, schemas.PlatformListSchema)
+    def get(self):
+        """Trading platforms with their download links (IB portal)"""
+        return list_platforms()
+
+
+# Admin configuration ---------------------------------------------------------------
+
+
+def prepare_server(values, server):
+    values = dict(values)
+    if "manager_password" in values:
+        values["manager_password_encrypted"] = crypto.encrypt(
+            values.pop("manager_password"), services.MANAGER_PASSWORD_PURPOSE
+        )
+    if "timezone" in values:
+        from crm_app.broker.schemas import validate_timezone
+
+        try:
+            validate_timezone(values["timezone"])
+        except Exception as exc:  # noqa: BLE001 - marshmallow's ValidationError, re-raised in our shape
+            raise ValidationFailed(errors={"timezone": [str(exc)]}) from None
+    return values
+
+
+def prepare_account_type(values, account_type):
+    if "server_id" in values and db.session.get(TradingServer, values["server_id"]) is None:
+        raise ValidationFailed(errors={"server_id": ["No trading server with this id."]})
+    return values
+
+
+for resource in (
+    Resource(
+        "trading-servers",
+        TradingServer,
+        schemas.TradingServerSchema,
+        schemas.TradingServerUpdateSchema,
+        prepare=prepare_server,
+    ),
+    Resource(
+        "trading-account-types",
+        AccountType,
+        schemas.AdminAccountTypeSchema,
+        schemas.AdminAccountTypeUpdateSchema,
+        prepare=prepare_account_type,
+    ),
+    Resource("platforms", Platform, schemas.PlatformSchema, schemas.PlatformUpdateSchema),
+):
+    register_admin_crud(admin_blp, resource)
