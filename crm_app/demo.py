@@ -237,6 +237,9 @@ def seed_demo():
         upsert_menus(user_type, entries)
         upsert_actions(user_type, ACTIONS[user_type])
     db.session.commit()
+    from crm_app.kyc.demo import seed_kyc_demo
+
+    seed_kyc_demo()
 
     admin = ensure_user(*DEMO_ADMIN, "admin", first_name="Demo", last_name="Admin")
     ib = ensure_user(DEMO_IB, DEMO_PASSWORD, "ib", first_name="Iris", last_name="Broker")

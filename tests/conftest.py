@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+OWNER_KEY = "crm:test-run-owner"
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
 
@@ -39,6 +40,25 @@ def database_url():
 
 
 @pytest.fixture(scope="session")
+def redis_url():
+    """A Redis db number of our own: claimed with SET NX so parallel runs never flush each other."""
+    import redis
+
+    base = REDIS_BASE_URL.rstrip("/")
+    if base.rsplit("/", 1)[-1].isdigit():
+        yield base  # an explicit db number was given: trust the caller
+        return
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    for number in range(15, 0, -1):
+        connection = redis.Redis.from_url(f"{base}/{number}")
+        if connection.set(OWNER_KEY, token, nx=True, ex=6 * 3600):
+            yield f"{base}/{number}"
+            connection.flushdb()
+            return
+    raise RuntimeError("no free Redis db number for this test run")
+
+
+@pytest.fixture(scope="session")
 def smtp_sink():
     from tests.support.smtp_sink import SmtpSink
 
@@ -49,7 +69,7 @@ def smtp_sink():
 
 
 @pytest.fixture(scope="session")
-def app(database_url, smtp_sink, tmp_path_factory):
+def app(database_url, redis_url, smtp_sink, tmp_path_factory):
     from flask_migrate import upgrade
 
     from crm_app import create_app
@@ -59,7 +79,7 @@ def app(database_url, smtp_sink, tmp_path_factory):
         {
             "APP_ENV": "test",
             "SQLALCHEMY_DATABASE_URI": database_url,
-            "REDIS_URL": REDIS_URL,
+            "REDIS_URL": redis_url,
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": smtp_sink.port,
             "MAIL_DEFAULT_SENDER": "no-reply@broker.test",
@@ -92,7 +112,11 @@ def clean_state(request):
         db.session.commit()
         from crm_app.common.runtime import runtime
 
-        runtime().redis.flushdb()
+        redis_client = runtime().redis
+        owner = redis_client.get(OWNER_KEY)
+        redis_client.flushdb()
+        if owner is not None:
+            redis_client.set(OWNER_KEY, owner, ex=6 * 3600)
     smtp_sink.messages.clear()
     yield
 

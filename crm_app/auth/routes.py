@@ -7,6 +7,7 @@ from crm_app.auth import schemas, services
 from crm_app.broker.services import menu_tree, permissions_for
 from crm_app.common.api import Blueprint
 from crm_app.common.context import client_info_from_request
+from crm_app.common.schemas import EmptySchema
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Sign-in, tokens and permissions")
 
@@ -76,7 +77,7 @@ class Logout(MethodView):
 class ChangePassword(MethodView):
     @blp.login_required()
     @blp.arguments(schemas.ChangePasswordSchema)
-    @blp.response(200, schemas.EmptySchema)
+    @blp.response(200, EmptySchema)
     def post(self, body):
         """修改密码 Change own password
 

@@ -51,10 +51,6 @@ class ChangePasswordSchema(Schema):
     email_code = fields.String(validate=validate.Length(max=16))
 
 
-class EmptySchema(Schema):
-    pass
-
-
 class EmailCodeRequestSchema(Schema):
     email = Email(required=True)
     received_at = fields.Integer(required=True, metadata={"description": "Client's Unix time in seconds"})

@@ -323,12 +323,19 @@ def request_email_code(email, scene, received_at, client):
         if count > cfg.get("EMAIL_CODE_MAX_PER_IP_HOUR", 30):
             raise TooManyRequests(runtime().counters.get(f"email-code:ip:{client.ip}")[1])
 
-    previous = latest_open_code(email, scene, for_update=True)
-    if previous is not None and previous.resend_at > now:
-        retry_after = (previous.resend_at - now).total_seconds()
-        raise TooManyRequests(retry_after, code="email_code_too_soon")
-    if previous is not None:
-        previous.closed_at = now
+    # The delay runs from the latest code, open or not: killing a code with wrong
+    # tries must not buy a fresh one (and fresh tries) sooner.
+    latest = db.session.scalar(
+        select(EmailCode)
+        .where(EmailCode.email_key == email_key(email), EmailCode.scene == scene)
+        .order_by(EmailCode.created_at.desc(), EmailCode.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if latest is not None and latest.resend_at > now:
+        raise TooManyRequests((latest.resend_at - now).total_seconds(), code="email_code_too_soon")
+    if latest is not None and latest.closed_at is None:
+        latest.closed_at = now
 
     code = f"{secrets.randbelow(10**6):06d}"
     entry = EmailCode(

@@ -80,15 +80,13 @@ FIELD_MESSAGE_KEYS = {
 def current_language():
     if not has_request_context():
         return "en"
-    header = request.headers.get("Accept-Language", "")
-    for part in header.split(","):
-        tag = part.split(";")[0].strip().lower()
-        if not tag:
+    # Werkzeug orders the tags by their q-values.
+    for value, quality in request.accept_languages:
+        if quality <= 0:
             continue
+        tag = value.lower()
         if tag.startswith("zh"):
-            if any(marker in tag for marker in ("tw", "hk", "mo", "hant")):
-                return "zh-TW"
-            return "zh-CN"
+            return "zh-TW" if any(marker in tag for marker in ("tw", "hk", "mo", "hant")) else "zh-CN"
         if tag.startswith("en"):
             return "en"
     return "en"

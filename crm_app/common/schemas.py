@@ -14,6 +14,10 @@ class Schema(ma.Schema):
         unknown = ma.RAISE
 
 
+class EmptySchema(Schema):
+    """The seed's `{ }` answer."""
+
+
 class PageQuerySchema(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))

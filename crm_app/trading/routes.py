@@ -9,6 +9,7 @@ from crm_app.common.api import Blueprint
 from crm_app.common.context import client_info_from_request
 from crm_app.common.crud import Resource, register_admin_crud
 from crm_app.common.errors import ValidationFailed
+from crm_app.common.schemas import EmptySchema
 from crm_app.extensions import db
 from crm_app.trading import schemas, services
 from crm_app.trading.models import AccountType, Platform, TradingServer
@@ -82,7 +83,7 @@ class TradingAccount(MethodView):
 class TradingAccountPassword(MethodView):
     @blp.login_required("client")
     @blp.arguments(schemas.ChangeTradingPasswordSchema)
-    @blp.response(200, schemas.Schema)
+    @blp.response(200, EmptySchema)
     def put(self, body):
         """更新交易账号密码 Change a trading account's trade or observe (investor) password"""
         services.change_account_password(
