@@ -11,9 +11,9 @@ blp = Blueprint("review", __name__, url_prefix="/api/v1/admin", description="Bac
 
 
 def with_object(item):
-    data = schemas.ReviewItemSchema().dump(item)
-    data["object"] = services.describe_object(item)
-    return data
+    """The item, carrying a view of the object under review for the response schema."""
+    item.object = services.describe_object(item)
+    return item
 
 
 @blp.route("/audits")

@@ -188,7 +188,7 @@ def create_account_for_application(application_id, max_login_attempts=5):
     dies after the server opened the account, the retry meets "account exists" on that
     login, recognises its own comment, and adopts the account instead of opening another.
     """
-    application = db.session.get(AccountApplication, application_id, with_for_update=True)
+    application = db.session.get(AccountApplication, application_id, with_for_update={"of": AccountApplication})
     if application.trading_account_id:
         db.session.commit()
         return db.session.get(TradingAccount, application.trading_account_id)

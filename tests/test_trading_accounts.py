@@ -1,0 +1,446 @@
+"""Trading accounts against the MT simulator over real HTTP, through the MT5 Web API adapter."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from tests.support.mt_sim import start_simulator
+
+GOOD_PASSWORD = "Trade1234x"
+GOOD_INVESTOR = "Watch1234x"
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    with start_simulator(tmp_path_factory.mktemp("mtsim")) as running:
+        yield running
+
+
+@pytest.fixture
+def book(app, ctx, sim, factory, client):
+    """Two servers (demo and live MT5) with one account type each, and an admin."""
+    admin = factory.admin()
+    headers = factory.headers(client, admin)
+
+    def server(name, key, is_demo, next_login, last_login):
+        response = client.post(
+            "/api/v1/admin/trading-servers",
+            headers=headers,
+            json={
+                "name": name,
+                "platform": "MT5",
+                "is_demo": is_demo,
+                "base_url": sim.server_url(key),
+                "manager_login": sim.manager_login,
+                "manager_password": sim.manager_password,
+                "timezone": "Europe/Nicosia",
+                "next_login": next_login,
+                "last_login": last_login,
+            },
+        )
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    # Each test takes logins of its own, so one simulator serves the whole module.
+    base = book_counter.next()
+    demo_server = server("Demo MT5", "mt5-demo", True, 5900000 + base, 5900000 + base + 99)
+    live_server = server("Live MT5", "mt5-live", False, 5100000 + base, 5100000 + base + 99)
+
+    def account_type(name, server_row, group, direction="normal"):
+        response = client.post(
+            "/api/v1/admin/trading-account-types",
+            headers=headers,
+            json={
+                "name": name,
+                "server_id": server_row["id"],
+                "mt_group": group,
+                "leverage_options": [100, 200],
+                "fund_direction": direction,
+            },
+        )
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return {
+        "admin": admin,
+        "admin_headers": headers,
+        "demo_type": account_type("Demo Standard", demo_server, "demo\\standard-usd"),
+        "live_type": account_type("Live Standard", live_server, "real\\standard-usd", direction="deposit_only"),
+        "demo_server": demo_server,
+        "live_server": live_server,
+    }
+
+
+class _Counter:
+    def __init__(self):
+        self.value = 0
+        self.lock = threading.Lock()
+
+    def next(self):
+        with self.lock:
+            self.value += 100
+            return self.value
+
+
+book_counter = _Counter()
+
+
+@pytest.fixture
+def kyc_approved(monkeypatch):
+    """Live accounts need approved KYC; the KYC flow has tests of its own."""
+    monkeypatch.setattr("crm_app.trading.services.kyc_approved", lambda user_id: True)
+
+
+def open_demo(client, headers, book, **overrides):
+    body = {
+        "currency": "USD",
+        "is_demo": True,
+        "leverage": 100,
+        "password": GOOD_PASSWORD,
+        "observe_password": GOOD_INVESTOR,
+        "trading_account_type_id": book["demo_type"]["id"],
+        "trading_platform": "MT5",
+        **overrides,
+    }
+    return client.post("/api/v1/client/trading-accounts", headers=headers, json=body)
+
+
+def test_demo_account_opens_at_once_on_the_trading_server(client, factory, book, sim):
+    user = factory.user()
+    headers = factory.headers(client, user)
+    response = open_demo(client, headers, book)
+    assert response.status_code == 201, response.get_json()
+    answer = response.get_json()
+    assert answer["status"] == "approved"
+
+    detail = client.get(f"/api/v1/client/trading-accounts/{answer['id']}", headers=headers).get_json()
+    assert detail["server_name"] == "Demo MT5"
+    assert detail["trading_platform"] == "MT5"
+    assert detail["is_demo"] is True
+    assert detail["leverage"] == 100
+    assert detail["password"] == "" and detail["observe_password"] == ""
+    assert int(detail["account"]) == book["demo_server"]["next_login"]
+    assert detail["figures_read_at"] is not None
+
+    from crm_app.extensions import db
+    from crm_app.trading.models import TradingAccount
+    from crm_app.trading.services import gateway_for
+
+    account = db.session.get(TradingAccount, answer["id"])
+    gateway = gateway_for(account.server)
+    info = gateway.get_account(account.login)
+    assert info.group == "demo\\standard-usd"
+    assert gateway.check_password(account.login, GOOD_PASSWORD, "main")
+    assert gateway.check_password(account.login, GOOD_INVESTOR, "investor")
+
+
+def test_account_types_show_only_demo_until_kyc_is_approved(client, factory, book):
+    headers = factory.headers(client, factory.user())
+    names = [
+        t["name"]
+        for t in client.get("/api/v1/client/trading-account-types?trading_platform=MT5", headers=headers).get_json()[
+            "list"
+        ]
+    ]
+    assert names == ["Demo Standard"]
+    answer = client.get("/api/v1/client/trading-account-types?trading_platform=MT5", headers=headers).get_json()
+    assert answer["list"][0]["leverage_options"] == [{"id": 1, "value": 100}, {"id": 2, "value": 200}]
+
+
+def test_live_application_needs_approved_kyc(client, factory, book):
+    headers = factory.headers(client, factory.user())
+    response = client.post(
+        "/api/v1/client/account-applications",
+        headers=headers,
+        json={
+            "currency": "USD",
+            "leverage": 100,
+            "password": GOOD_PASSWORD,
+            "trading_account_type_id": book["live_type"]["id"],
+            "trading_platform": "MT5",
+        },
+    )
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "account_type_not_open"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("password", "short1A"),
+        ("password", "alllowercase1"),
+        ("password", "NoDigitsHere"),
+        ("leverage", 300),
+        ("currency", "EUR"),
+        ("trading_platform", "MT4"),
+        ("trading_account_type_id", 999999),
+    ],
+)
+def test_bad_demo_request_is_422_and_opens_nothing(client, factory, book, field, value):
+    from sqlalchemy import func, select
+
+    from crm_app.extensions import db
+    from crm_app.trading.models import AccountApplication, TradingAccount
+
+    headers = factory.headers(client, factory.user())
+    response = open_demo(client, headers, book, **{field: value})
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"]
+    assert db.session.scalar(select(func.count()).select_from(TradingAccount)) == 0
+    assert db.session.scalar(select(func.count()).select_from(AccountApplication)) == 0
+
+
+def test_unknown_field_and_missing_fields_are_422(client, factory, book):
+    headers = factory.headers(client, factory.user())
+    assert open_demo(client, headers, book, group="real\\vip").status_code == 422
+    response = client.post("/api/v1/client/trading-accounts", headers=headers, json={})
+    assert response.status_code == 422
+    assert {"password", "leverage", "is_demo", "trading_account_type_id"} <= set(response.get_json()["errors"])
+
+
+def test_live_application_goes_to_review_and_approval_opens_one_account(client, factory, book, kyc_approved):
+    user = factory.user()
+    headers = factory.headers(client, user)
+    response = client.post(
+        "/api/v1/client/account-applications",
+        headers=headers,
+        json={
+            "currency": "USD",
+            "leverage": 200,
+            "password": GOOD_PASSWORD,
+            "observe_password": GOOD_INVESTOR,
+            "trading_account_type_id": book["live_type"]["id"],
+            "trading_platform": "MT5",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    queue = client.get(
+        "/api/v1/admin/audits?type=account_application&status=pending", headers=book["admin_headers"]
+    ).get_json()
+    assert queue["total"] == 1
+    item = queue["list"][0]
+    assert item["user"]["email"] == user.email
+
+    approved = client.post(f"/api/v1/admin/audits/{item['id']}/approve", headers=book["admin_headers"], json={})
+    assert approved.status_code == 200, approved.get_json()
+    assert approved.get_json()["status"] == "approved"
+    assert approved.get_json()["object"]["trading_account_id"]
+
+    again = client.post(f"/api/v1/admin/audits/{item['id']}/approve", headers=book["admin_headers"], json={})
+    assert again.status_code == 409
+    rejected_after = client.post(
+        f"/api/v1/admin/audits/{item['id']}/reject", headers=book["admin_headers"], json={"remark": "late"}
+    )
+    assert rejected_after.status_code == 409
+
+    accounts = client.get("/api/v1/client/trading-accounts?is_demo=false", headers=headers).get_json()
+    assert accounts["total"] == 1
+    assert accounts["list"][0]["leverage"] == 200
+
+    from crm_app.extensions import db
+    from crm_app.trading.models import AccountApplication
+
+    application = db.session.get(AccountApplication, response.get_json()["application_account_id"])
+    db.session.refresh(application)
+    assert application.main_password_encrypted is None, "passwords must be erased once the account exists"
+
+
+def test_two_admins_approving_at_once_open_one_account(app, client, factory, book, kyc_approved):
+    from sqlalchemy import func, select
+
+    from crm_app.extensions import db
+    from crm_app.trading.models import TradingAccount
+
+    headers = factory.headers(client, factory.user())
+    client.post(
+        "/api/v1/client/account-applications",
+        headers=headers,
+        json={
+            "currency": "USD",
+            "leverage": 100,
+            "password": GOOD_PASSWORD,
+            "trading_account_type_id": book["live_type"]["id"],
+            "trading_platform": "MT5",
+        },
+    )
+    item_id = client.get("/api/v1/admin/audits?type=account_application", headers=book["admin_headers"]).get_json()[
+        "list"
+    ][0]["id"]
+    second_admin_headers = factory.headers(client, factory.admin())
+    statuses = []
+
+    def approve(headers):
+        with app.test_client() as own_client:
+            statuses.append(
+                own_client.post(f"/api/v1/admin/audits/{item_id}/approve", headers=headers, json={}).status_code
+            )
+
+    threads = [threading.Thread(target=approve, args=(h,)) for h in (book["admin_headers"], second_admin_headers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 409]
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(TradingAccount)) == 1
+
+
+def test_crash_after_server_created_account_is_adopted_not_doubled(client, factory, book, kyc_approved, monkeypatch):
+    """The worker dies after the server opened the account but before our commit: the retry adopts it."""
+    from sqlalchemy import func, select
+
+    from crm_app.extensions import db
+    from crm_app.trading import services
+    from crm_app.trading.models import TradingAccount
+
+    headers = factory.headers(client, factory.user())
+    client.post(
+        "/api/v1/client/account-applications",
+        headers=headers,
+        json={
+            "currency": "USD",
+            "leverage": 100,
+            "password": GOOD_PASSWORD,
+            "trading_account_type_id": book["live_type"]["id"],
+            "trading_platform": "MT5",
+        },
+    )
+    item_id = client.get("/api/v1/admin/audits?type=account_application", headers=book["admin_headers"]).get_json()[
+        "list"
+    ][0]["id"]
+
+    real_record = services.record_created_account
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(services, "record_created_account", crash)
+    with pytest.raises(RuntimeError):
+        client.application.config["PROPAGATE_EXCEPTIONS"] = True
+        try:
+            client.post(f"/api/v1/admin/audits/{item_id}/approve", headers=book["admin_headers"], json={})
+        finally:
+            client.application.config["PROPAGATE_EXCEPTIONS"] = None
+    monkeypatch.setattr(services, "record_created_account", real_record)
+    db.session.rollback()
+
+    item = client.get(f"/api/v1/admin/audits/{item_id}", headers=book["admin_headers"]).get_json()
+    assert item["status"] == "auditing" and "worker killed" in item["last_error"]
+    retry = client.post(f"/api/v1/admin/audits/{item_id}/approve", headers=book["admin_headers"], json={})
+    assert retry.status_code == 200, retry.get_json()
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(TradingAccount)) == 1
+    account = db.session.scalar(select(TradingAccount))
+    assert account.login == book["live_server"]["next_login"]
+
+
+def test_other_clients_account_is_404(client, factory, book):
+    owner_headers = factory.headers(client, factory.user())
+    account_id = open_demo(client, owner_headers, book).get_json()["id"]
+    other_headers = factory.headers(client, factory.user())
+    assert client.get(f"/api/v1/client/trading-accounts/{account_id}", headers=other_headers).status_code == 404
+    response = client.put(
+        "/api/v1/client/trading-accounts/password",
+        headers=other_headers,
+        json={"id": account_id, "type": "trade", "password": "Other1234x"},
+    )
+    assert response.status_code == 404
+
+
+def test_password_change_reaches_the_trading_server(client, factory, book):
+    from crm_app.extensions import db
+    from crm_app.trading.models import TradingAccount
+    from crm_app.trading.services import gateway_for
+
+    headers = factory.headers(client, factory.user())
+    account_id = open_demo(client, headers, book).get_json()["id"]
+    for kind, new_password, mt_kind in (("trade", "Newtrade12", "main"), ("observe", "Newwatch12", "investor")):
+        response = client.put(
+            "/api/v1/client/trading-accounts/password",
+            headers=headers,
+            json={"id": account_id, "type": kind, "password": new_password},
+        )
+        assert response.status_code == 200, response.get_json()
+        account = db.session.get(TradingAccount, account_id)
+        assert gateway_for(account.server).check_password(account.login, new_password, mt_kind)
+    weak = client.put(
+        "/api/v1/client/trading-accounts/password",
+        headers=headers,
+        json={"id": account_id, "type": "trade", "password": "weak"},
+    )
+    assert weak.status_code == 422
+
+
+def test_figures_come_from_the_server_and_survive_its_outage(client, factory, book, sim):
+    headers = factory.headers(client, factory.user())
+    account_id = open_demo(client, headers, book).get_json()["id"]
+
+    from crm_app.extensions import db
+    from crm_app.trading.models import TradingAccount
+    from crm_app.trading.services import gateway_for
+
+    account = db.session.get(TradingAccount, account_id)
+    gateway_for(account.server).balance_operation(account.login, Decimal("1500.00"), "DEP#figures-test")
+    live = client.get(f"/api/v1/client/trading-accounts/{account_id}", headers=headers).get_json()
+    assert live["balance"] == "1500.00"
+    assert live["equity"] == "1500.00"
+
+    sim.faults(error_rate=1)
+    try:
+        stale = client.get(f"/api/v1/client/trading-accounts/{account_id}", headers=headers)
+        listing = client.get("/api/v1/client/trading-accounts", headers=headers)
+    finally:
+        sim.faults(error_rate=0, latency_ms=0, lost_answer_rate=0)
+    assert stale.status_code == 200
+    assert stale.get_json()["balance"] == "1500.00"
+    assert stale.get_json()["figures_read_at"] == live["figures_read_at"]
+    assert listing.status_code == 200 and listing.get_json()["total"] == 1
+
+
+def test_balances_filter_by_fund_direction(client, factory, book, kyc_approved):
+    headers = factory.headers(client, factory.user())
+    demo_id = open_demo(client, headers, book).get_json()["id"]
+    normal = client.get("/api/v1/client/balances?type=normal", headers=headers).get_json()
+    assert [row["trading_account_id"] for row in normal["list"]] == [demo_id]
+    assert client.get("/api/v1/client/balances?type=withdrawal_only", headers=headers).get_json()["total"] == 0
+    assert client.get("/api/v1/client/balances?type=sideways", headers=headers).status_code == 422
+
+
+def test_trading_server_admin_never_shows_the_manager_password(client, book):
+    servers = client.get("/api/v1/admin/trading-servers", headers=book["admin_headers"]).get_json()
+    assert servers["total"] == 2
+    for row in servers["list"]:
+        assert "manager_password" not in row and "manager_password_encrypted" not in row
+        assert row["server_type"] in ("MT5-Demo", "MT5-Live")
+
+
+def test_account_type_in_use_cannot_be_deleted(client, factory, book):
+    headers = factory.headers(client, factory.user())
+    open_demo(client, headers, book)
+    response = client.delete(
+        f"/api/v1/admin/trading-account-types/{book['demo_type']['id']}", headers=book["admin_headers"]
+    )
+    assert response.status_code == 409
+
+
+def test_client_routes_need_a_token_and_admin_routes_an_admin(client, factory, book):
+    assert client.get("/api/v1/client/trading-accounts").status_code == 401
+    headers = factory.headers(client, factory.user())
+    assert client.get("/api/v1/admin/trading-servers", headers=headers).status_code == 403
+    assert client.get("/api/v1/client/trading-accounts", headers=book["admin_headers"]).status_code == 403
+
+
+def test_platforms_are_listed_for_clients_and_ibs(client, factory, book):
+    created = client.post(
+        "/api/v1/admin/platforms",
+        headers=book["admin_headers"],
+        json={"name": "MetaTrader 5", "windows_download_url": "https://example.test/mt5.exe"},
+    )
+    assert created.status_code == 201
+    for user in (factory.user(), factory.ib()):
+        listing = client.get(
+            "/api/v1/client/platforms" if user.user_type == "client" else "/api/v1/ib/platforms",
+            headers=factory.headers(client, user),
+        ).get_json()
+        assert listing["total"] == 1 and listing["list"][0]["windows_download_url"].endswith("mt5.exe")
