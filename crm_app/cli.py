@@ -1,11 +1,15 @@
 """`flask create-admin`, `flask seed-demo`."""
 
 import click
+from flask.cli import with_appcontext
 
 
 def register(app):
+    from crm_app.integrations.trading.simulator.cli import mt_sim_command
+
     app.cli.add_command(create_admin_command)
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(mt_sim_command)
 
 
 @click.command("create-admin")
@@ -13,6 +17,7 @@ def register(app):
 @click.option("--password", required=True)
 @click.option("--first-name", default="")
 @click.option("--last-name", default="")
+@with_appcontext
 def create_admin_command(email, password, first_name, last_name):
     """Create an admin (the first one, or another)."""
     from crm_app.admin.services import create_user
@@ -36,6 +41,7 @@ def create_admin_command(email, password, first_name, last_name):
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo_command():
     """Load the demo broker configuration (safe to run again)."""
     from crm_app.demo import seed_demo

@@ -240,6 +240,9 @@ def seed_demo():
     from crm_app.kyc.demo import seed_kyc_demo
 
     seed_kyc_demo()
+    from crm_app.trading.demo import seed_trading_demo
+
+    seed_trading_demo()
 
     admin = ensure_user(*DEMO_ADMIN, "admin", first_name="Demo", last_name="Admin")
     ib = ensure_user(DEMO_IB, DEMO_PASSWORD, "ib", first_name="Iris", last_name="Broker")

@@ -46,7 +46,7 @@ class UserCreateSchema(Schema):
 
 class UserUpdateSchema(Schema):
     status = fields.String(validate=validate.OneOf(USER_STATUSES))
-    user_type = fields.String(validate=validate.OneOf(("ib",)), metadata={"description": "`ib` promotes a client"})
+    user_type = fields.String(validate=validate.OneOf(USER_TYPES), metadata={"description": "`ib` promotes a client"})
     parent_ib_id = fields.Integer(allow_none=True, metadata={"description": "null detaches from any IB"})
     first_name = fields.String(validate=validate.Length(max=100))
     last_name = fields.String(validate=validate.Length(max=100))

@@ -32,8 +32,11 @@ def list_audit_logs(
     if actor_id is not None:
         query = query.where(AuditLog.actor_id == actor_id)
     if action:
-        # A prefix such as "auth." selects a whole family of events.
-        query = query.where(AuditLog.action.startswith(action))
+        # A value ending with "." ("auth.") selects a whole family of events.
+        if action.endswith("."):
+            query = query.where(AuditLog.action.startswith(action, autoescape=True))
+        else:
+            query = query.where(AuditLog.action == action)
     if target_type:
         query = query.where(AuditLog.target_type == target_type)
     if target_id:
@@ -43,8 +46,13 @@ def list_audit_logs(
     if end_time:
         query = query.where(AuditLog.created_at <= end_time)
     if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(or_(func.lower(AuditLog.actor_email).like(pattern), AuditLog.ip.like(pattern)))
+        term = q.lower()
+        query = query.where(
+            or_(
+                func.lower(AuditLog.actor_email).contains(term, autoescape=True),
+                AuditLog.ip.contains(term, autoescape=True),
+            )
+        )
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.session.scalars(
         query.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(size).offset((page - 1) * size)
@@ -60,12 +68,12 @@ def list_users(page, size, q=None, user_type=None, status=None, parent_ib_id=Non
 
     query = select(User)
     if q:
-        pattern = f"%{q.strip().casefold()}%"
+        term = q.strip().casefold()
         query = query.where(
             or_(
-                User.email_key.like(pattern),
-                func.lower(User.first_name).like(pattern),
-                func.lower(User.last_name).like(pattern),
+                User.email_key.contains(term, autoescape=True),
+                func.lower(User.first_name).contains(term, autoescape=True),
+                func.lower(User.last_name).contains(term, autoescape=True),
                 User.referral_code == q.strip().upper(),
             )
         )
@@ -100,6 +108,19 @@ def get_ib(user_id, field="parent_ib_id"):
     return ib
 
 
+def check_email_address(email):
+    """The routes' schemas check this too; the CLI and other callers come through here."""
+    from marshmallow import ValidationError, validate
+
+    from crm_app.common.errors import ValidationFailed
+
+    try:
+        validate.Email()(email.strip())
+        validate.Length(max=254)(email.strip())
+    except ValidationError:
+        raise ValidationFailed(errors={"email": ["Not a valid email address."]}) from None
+
+
 def create_user(values, actor, client):
     """Create a staff (admin), IB or client user from the back office."""
     from crm_app.auth import passwords
@@ -107,6 +128,7 @@ def create_user(values, actor, client):
     from crm_app.auth.services import email_key, email_taken_error, find_user_by_email, generate_referral_code
     from crm_app.auth.tree import add_tree_node
 
+    check_email_address(values["email"])
     passwords.check_password_policy(values["password"])
     if find_user_by_email(values["email"]) is not None:
         raise email_taken_error()
@@ -145,6 +167,9 @@ def create_user(values, actor, client):
     return user
 
 
+IB_TREE_LOCK_ID = 7_240_001
+
+
 def update_user(user_id, changes, actor, client):
     """Enable/disable, promote a client to IB, move under another IB, rename."""
     from crm_app.auth.models import AuthSession
@@ -152,8 +177,12 @@ def update_user(user_id, changes, actor, client):
     from crm_app.auth.tree import move_subtree
     from crm_app.common.errors import ValidationFailed
 
+    if "parent_ib_id" in changes and db.session.get_bind().dialect.name == "postgresql":
+        # One lock for the whole tree, taken before any row lock: two admins moving
+        # users at once are serialised instead of deadlocking on each other's rows.
+        db.session.execute(select(func.pg_advisory_xact_lock(IB_TREE_LOCK_ID)))
     user = get_user(user_id)
-    # Lock the row: two admins editing the tree at once must not interleave.
+    # Lock the row: two admins editing the same user must not interleave.
     db.session.refresh(user, with_for_update=True)
     changed = {}
 

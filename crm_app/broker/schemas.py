@@ -30,7 +30,7 @@ class BrokerConfigSchema(Schema):
 
 
 class BrokerConfigUpdateSchema(BrokerConfigSchema):
-    timezone = fields.String(validate=lambda tz: validate_timezone(tz))
+    timezone = fields.String(validate=[validate.Length(max=64), lambda tz: validate_timezone(tz)])
 
 
 def validate_timezone(name):
@@ -38,7 +38,7 @@ def validate_timezone(name):
 
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         from marshmallow import ValidationError
 
         raise ValidationError("Unknown time zone (use an IANA name such as Asia/Shanghai).") from None

@@ -166,13 +166,16 @@ def menu_tree(user_type):
     menus = db.session.scalars(
         select(Menu).where(Menu.user_type == user_type, Menu.status == 1).order_by(Menu.sort_order, Menu.id)
     ).all()
-    nodes = {m.id: {**menu_as_dict(m), "children": []} for m in menus}
-    roots = []
+    # Grouped by parent: children of a hidden menu are never reached, not promoted to roots.
+    groups = {}
+    nodes = []
     for menu in menus:
-        node = nodes[menu.id]
-        parent = nodes.get(menu.parent_id) if menu.parent_id else None
-        (parent["children"] if parent else roots).append(node)
-    return roots
+        node = {**menu_as_dict(menu), "children": []}
+        groups.setdefault(menu.parent_id or 0, []).append(node)
+        nodes.append(node)
+    for node in nodes:
+        node["children"] = groups.get(node["id"], [])
+    return groups.get(0, [])
 
 
 def menu_as_dict(menu):

@@ -1,12 +1,14 @@
 """flask-smorest subclassed once: our error shape, strict argument parsing, bearer auth."""
 
 import functools
+import json
 import logging
 
 import marshmallow as ma
 from flask import current_app
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
+from webargs import core
 from webargs.flaskparser import FlaskParser
 
 from crm_app.common.i18n import translate, translate_field_errors
@@ -98,6 +100,20 @@ class StrictFlaskParser(FlaskParser):
     """Let each schema's own `unknown = RAISE` apply in every location, query included."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {}
+
+    def _raw_load_json(self, req):
+        # Bodies that parse but cannot be handled (nested past the recursion limit, lone
+        # surrogates that no database or hash accepts) are bad JSON: 400, not 500.
+        try:
+            data = super()._raw_load_json(req)
+        except RecursionError:
+            raise json.JSONDecodeError("JSON nested too deeply", "<body>", 0) from None
+        if data is not core.missing:
+            try:
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise json.JSONDecodeError("Lone surrogate in a JSON string", "<body>", 0) from None
+        return data
 
 
 ROLE_MEMBERS = {

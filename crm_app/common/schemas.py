@@ -64,9 +64,24 @@ class Money(fields.Field):
             raise self.make_error("invalid") from exc
 
 
+WIRE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+
+def wire_time_properties(self, field, ret, **kwargs):
+    """apispec renders a DateTime with a custom format as `format: null`: invalid OpenAPI."""
+    if isinstance(field, fields.DateTime) and ret.get("type") == "string" and ret.get("format", 0) is None:
+        del ret["format"]
+        if ret.get("pattern") is None:
+            ret["pattern"] = WIRE_TIME_PATTERN
+        ret.setdefault("example", "2024-01-31 08:00:00")
+    return {}
+
+
 def register_field_types(api):
     """Tell apispec how our custom fields look, so the document stays valid."""
     api.register_field(Money, "string", "decimal")
+    if getattr(api, "ma_plugin", None) is not None:
+        api.ma_plugin.converter.add_attribute_function(wire_time_properties)
 
 
 def i18n_text_field(**kwargs):

@@ -235,10 +235,11 @@ def generate_investor_password():
     import secrets
     import string
 
-    alphabet = string.ascii_letters + string.digits
+    # All four character kinds and 12 characters: accepted by the strictest MT4 and MT5 rules.
+    alphabet = string.ascii_letters + string.digits + "#@!$%"
     while True:
         candidate = "".join(secrets.choice(alphabet) for _ in range(12))
-        if re.search(r"[a-z]", candidate) and re.search(r"[A-Z]", candidate) and re.search(r"\d", candidate):
+        if all(re.search(kind, candidate) for kind in (r"[a-z]", r"[A-Z]", r"\d", r"[#@!$%]")):
             return candidate
 
 

@@ -495,7 +495,7 @@ class MT5WebAPIGateway:
         Never retried after sending: a lost answer is AmbiguousError, settled later with
         `find_balance_operation(login, comment, ...)`.
         """
-        amount = Decimal(amount)
+        amount = Decimal(str(amount))  # str(): a float's binary expansion is not an amount
         if not amount:
             raise InvalidRequest("a balance operation needs a non-zero amount")
         if len(comment) > MAX_COMMENT_LENGTH:
@@ -650,11 +650,13 @@ class MT5WebAPIGateway:
             raise error(f"{path}: HTTP {response.status_code} from the trading server")
         if response.status_code != 200:
             raise TradingError(f"{path}: unexpected HTTP {response.status_code}")
+        garbled = AmbiguousError if write else TransientError
         try:
             payload = response.json()
         except ValueError as exc:
-            error = AmbiguousError if write else TransientError
-            raise error(f"{path}: the answer is not JSON") from exc
+            raise garbled(f"{path}: the answer is not JSON") from exc
+        if not isinstance(payload, dict) or "retcode" not in payload:
+            raise garbled(f"{path}: the answer carries no retcode")
         code, text = parse_retcode(payload)
         if code not in (MTRetcode.OK, MTRetcode.OK_NONE):
             raise error_for_retcode(code, f"{path}: {text}", write=write)

@@ -69,8 +69,9 @@ def as_decimal(number, places=8):
 class ActivityRun:
     """One `/sim/activity` request: `minutes` of simulated trading for the chosen accounts."""
 
-    def __init__(self, engine, *, server_key=None, logins=None, seed=None):
+    def __init__(self, engine, *, server_key=None, logins=None, seed=None, traders_act=True):
         self.engine = engine
+        self.traders_act = traders_act  # False: only the market moves (fills, stops, swaps)
         self.server_key = server_key
         self.logins = {int(login) for login in logins} if logins else None
         self.rng = random.Random(seed)
@@ -128,7 +129,8 @@ class ActivityRun:
             trader.work_pending_orders(orders.get((account.server_key, account.login), []))
             trader.hit_stops_and_targets()
             trader.stop_out()
-            trader.trade()
+            if self.traders_act:
+                trader.trade()
 
     def participants(self, conn):
         query = select(db.accounts)

@@ -197,9 +197,9 @@ def time_server(call):
 
 @endpoint("time/get")
 def time_settings(call):
-    return answer(
-        {"Daylight": "0", "DaylightState": "0", "TimeZone": str(call.server.timezone_minutes), "TimeServer": ""}
-    )
+    follows_dst = "1" if call.server.timezone_name else "0"
+    offset = book.utc_offset_minutes(call.server, call.now)
+    return answer({"Daylight": follows_dst, "DaylightState": follows_dst, "TimeZone": str(offset), "TimeServer": ""})
 
 
 @endpoint("group/get")
@@ -378,7 +378,10 @@ class Simulator:
                     server = book.load_server(conn, server_key)
                     if server is None:
                         return {"error": f"no simulated server {server_key!r}"}, 404, []
-                    if endpoint_path not in PUBLIC_ENDPOINTS and not self.session_is_live(conn, server, session_token):
+                    if endpoint_path == "auth/start":
+                        self.forget_stale_sessions(conn)
+                    logged_in = endpoint_path in PUBLIC_ENDPOINTS or self.session_is_live(conn, server, session_token)
+                    if not logged_in:
                         return {"retcode": retcode(8)}, 403, []
                     call = ApiCall(conn, server, params, book.sim_now(conn), session_token)
                     payload = handler(call)
@@ -390,6 +393,15 @@ class Simulator:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def forget_stale_sessions(self, conn):
+        """Sessions idle too long, and handshakes never finished, are gone for good."""
+        now = time.time()
+        conn.execute(
+            delete(db.sessions).where(
+                db.sessions.c.last_seen < now - max(self.session_idle_seconds, AUTH_ANSWER_WINDOW_SECONDS)
+            )
+        )
 
     def session_is_live(self, conn, server, token):
         if not token:
@@ -618,9 +630,14 @@ def register_control_routes(app, simulator):
         minutes = int(data.get("minutes") or 0)
         if not 1 <= minutes <= 60 * 24 * 31:
             raise ControlError("minutes must be 1 to 44640")
-        logins = data.get("logins") or None
-        run_ = ActivityRun(engine, server_key=data.get("server"), logins=logins, seed=data.get("seed"))
-        return run_.run(minutes)
+        activity = ActivityRun(
+            engine,
+            server_key=data.get("server"),
+            logins=data.get("logins") or None,
+            seed=data.get("seed"),
+            traders_act=data.get("traders_act", True) is not False,
+        )
+        return activity.run(minutes)
 
 
 def trade_basics(conn, data):

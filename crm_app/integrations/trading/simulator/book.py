@@ -5,10 +5,12 @@ Plain functions over a SQLAlchemy Core connection inside one transaction; they r
 Unix seconds read on the server's wall clock ("server time").
 """
 
+import calendar
 import fnmatch
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select
 
@@ -74,12 +76,24 @@ def advance_clock(conn, seconds):
     set_state(conn, CLOCK_OFFSET_KEY, get_state(conn, CLOCK_OFFSET_KEY, 0) + int(seconds))
 
 
+def server_zone(server):
+    if server.timezone_name:
+        return ZoneInfo(server.timezone_name)
+    return timezone(timedelta(minutes=server.timezone_minutes))
+
+
 def server_seconds(server, moment):
-    return int(moment.timestamp()) + server.timezone_minutes * 60
+    """MT "server time": the Unix seconds of the server's wall clock at `moment`."""
+    return calendar.timegm(moment.astimezone(server_zone(server)).replace(tzinfo=None).timetuple())
+
+
+def utc_offset_minutes(server, moment):
+    return int(moment.astimezone(server_zone(server)).utcoffset().total_seconds() // 60)
 
 
 def utc_of(server, seconds):
-    return datetime.fromtimestamp(int(seconds) - server.timezone_minutes * 60, UTC)
+    wall = datetime(1970, 1, 1) + timedelta(seconds=int(seconds))
+    return wall.replace(tzinfo=server_zone(server)).astimezone(UTC)
 
 
 # Servers and groups ---------------------------------------------------------------------------
@@ -106,7 +120,10 @@ def upsert_server(conn, definition):
         "login_start": int(definition["login_start"]),
         "login_end": int(definition["login_end"]),
         "timezone_minutes": int(definition.get("timezone_minutes", 0)),
+        "timezone_name": definition.get("timezone") or None,
     }
+    if values["timezone_name"]:
+        ZoneInfo(values["timezone_name"])  # an unknown zone fails here, not on the first request
     if values["platform"] not in ("MT4", "MT5") or values["kind"] not in ("live", "demo"):
         raise ValueError(f"server {key}: platform must be MT4|MT5 and kind live|demo")
     if values["login_start"] > values["login_end"]:
@@ -128,7 +145,9 @@ def upsert_server(conn, definition):
 
 
 def describe_server(conn, server):
-    group_rows = conn.execute(select(db.groups).where(db.groups.c.server_key == server.key)).all()
+    group_rows = conn.execute(
+        select(db.groups).where(db.groups.c.server_key == server.key).order_by(db.groups.c.name)
+    ).all()
     return {
         "key": server.key,
         "name": server.name,
@@ -138,6 +157,7 @@ def describe_server(conn, server):
         "login_start": server.login_start,
         "login_end": server.login_end,
         "timezone_minutes": server.timezone_minutes,
+        "timezone": server.timezone_name,
         "groups": [
             {
                 "name": g.name,
@@ -367,7 +387,7 @@ def figures_of(account, group, open_positions, quotes):
 
 
 def insert_deal(conn, server, login, when, **values):
-    stamp_msc = int(when.timestamp() * 1000) + server.timezone_minutes * 60_000
+    stamp_msc = server_seconds(server, when) * 1000 + when.microsecond // 1000
     row = {
         "server_key": server.key,
         "login": login,

@@ -11,7 +11,8 @@ JSON format:
         "name": "MT5 Demo", "platform": "MT5", "kind": "demo",
         "manager_login": 1000, "manager_password": "...",
         "login_start": 5900000, "login_end": 5999999,
-        "timezone_minutes": 120,           # MT's TimeZone: minutes east of UTC, no DST
+        "timezone_minutes": 120,           # MT's TimeZone: minutes east of UTC, no DST...
+        "timezone": "Europe/Nicosia",      # ...or an IANA zone for a server that follows DST (wins)
         "groups": [{"name": "demo\\\\standard-usd", "currency": "USD", "leverage_max": 500,
                     "password_min_length": 8, "password_policy": "classic",
                     "commission_per_lot": "0", "stop_out_level": "50"}]

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -65,6 +66,8 @@ servers = Table(
     Column("login_start", BigInteger, nullable=False),
     Column("login_end", BigInteger, nullable=False),
     Column("timezone_minutes", Integer, nullable=False, default=0),
+    # An IANA zone when the server follows daylight saving time (MT's "Daylight" setting); it wins.
+    Column("timezone_name", String(64), nullable=True),
 )
 
 groups = Table(
@@ -241,4 +244,9 @@ def make_engine(url):
 
 
 def create_tables(engine):
+    """Create what is missing; columns added since a database was made are added too."""
     metadata.create_all(engine)
+    present = {column["name"] for column in inspect(engine).get_columns("mtsim_servers")}
+    if "timezone_name" not in present:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE mtsim_servers ADD COLUMN timezone_name VARCHAR(64)")
