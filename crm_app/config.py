@@ -109,6 +109,14 @@ def load_config(overrides=None):
         "CAPTCHA_ENDPOINT": env_str("CAPTCHA_ENDPOINT", "https://captcha.tencentcloudapi.com"),
         "CAPTCHA_REGION": env_str("CAPTCHA_REGION", ""),
         "CAPTCHA_TIMEOUT_SECONDS": env_int("CAPTCHA_TIMEOUT_SECONDS", 5),
+        # Electronic identity verification (the built-in simulator vendor by default)
+        "EVERIFY_PROVIDER": env_str("EVERIFY_PROVIDER", "sim"),
+        "EVERIFY_SIM_SECRET": env_str("EVERIFY_SIM_SECRET"),
+        "EVERIFY_SESSION_TTL_SECONDS": env_int("EVERIFY_SESSION_TTL_SECONDS", 1800),
+        "EVERIFY_MAX_ATTEMPTS": env_int("EVERIFY_MAX_ATTEMPTS", 5),
+        "EVERIFY_SIGNATURE_TOLERANCE_SECONDS": env_int("EVERIFY_SIGNATURE_TOLERANCE_SECONDS", 300),
+        # Trading servers
+        "TRADING_TIMEOUT_SECONDS": env_int("TRADING_TIMEOUT_SECONDS", 10),
         # Uploads
         "UPLOAD_FOLDER": env_str("UPLOAD_FOLDER", str(PROJECT_ROOT / "instance" / "uploads")),
         "UPLOAD_MAX_BYTES": env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),

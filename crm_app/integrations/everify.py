@@ -14,7 +14,6 @@ callbacks exactly as a real vendor would, with `EVERIFY_SIM_SECRET`.
 import hashlib
 import hmac
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,19 +69,12 @@ class EVerifySettings:
 
     @classmethod
     def from_config(cls, cfg):
-        def setting(name, default):
-            value = cfg.get(name)
-            if value in (None, ""):
-                value = os.environ.get(name)
-            return default if value in (None, "") else value
-
-        secret = setting("EVERIFY_SIM_SECRET", None) or derived_secret(cfg["SECRET_KEY"], "everify-sim")
         return cls(
-            provider=setting("EVERIFY_PROVIDER", "sim"),
-            sim_secret=secret,
-            session_ttl_seconds=int(setting("EVERIFY_SESSION_TTL_SECONDS", 1800)),
-            max_attempts=int(setting("EVERIFY_MAX_ATTEMPTS", 5)),
-            signature_tolerance_seconds=int(setting("EVERIFY_SIGNATURE_TOLERANCE_SECONDS", 300)),
+            provider=cfg.get("EVERIFY_PROVIDER") or "sim",
+            sim_secret=cfg.get("EVERIFY_SIM_SECRET") or derived_secret(cfg["SECRET_KEY"], "everify-sim"),
+            session_ttl_seconds=cfg.get("EVERIFY_SESSION_TTL_SECONDS", 1800),
+            max_attempts=cfg.get("EVERIFY_MAX_ATTEMPTS", 5),
+            signature_tolerance_seconds=cfg.get("EVERIFY_SIGNATURE_TOLERANCE_SECONDS", 300),
             public_base_url=(cfg.get("PUBLIC_BASE_URL") or "").rstrip("/"),
         )
 

@@ -1,7 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.auth.schemas import EmptySchema  # noqa: F401  (the seed's `{}` answer)
-from crm_app.common.schemas import Schema
+from crm_app.common.schemas import EmptySchema, Schema  # noqa: F401  (EmptySchema: the seed's `{}`)
 from crm_app.kyc import services
 from crm_app.kyc.models import KYC_STATUSES, MODULES
 
