@@ -6,12 +6,14 @@ only to create and drop the run's database; TEST_REDIS_URL (default db 13) is
 flushed before every test.
 """
 
+import contextvars
 import os
 import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -121,8 +123,21 @@ def clean_state(request):
     yield
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs in a context of its own, as in production.
+
+    Tests often hold an app context open (the `factory` and `ctx` fixtures); a request
+    made inside it would otherwise share the test's SQLAlchemy session and skip the
+    per-request teardown, so a refused request's uncommitted changes could leak.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 
