@@ -33,6 +33,7 @@ def create_app(overrides=None):
     app.extensions["crm_runtime"] = Runtime(app)
 
     import_models()
+    configure_read_only_requests(app, db)
     configure_jwt(jwt)
     register_blueprints(app, api)
     register_plain_routes(app)
@@ -91,6 +92,22 @@ def register_blueprints(app, api):
         everify_blp,
     ):
         api.register_blueprint(blueprint)
+
+
+def configure_read_only_requests(app, db):
+    """GET requests read without BEGIN/ROLLBACK round trips (and keep the driver's
+    prepared statements, which a ROLLBACK would drop). Whatever a GET writes
+    (cached trading figures) is a single statement that needs no transaction."""
+    from flask import request
+
+    @app.before_request
+    def read_without_transaction():
+        if (
+            request.method in ("GET", "HEAD", "OPTIONS")
+            and request.path.startswith("/api/")
+            and db.engine.dialect.name == "postgresql"
+        ):
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def configure_jwt(jwt):

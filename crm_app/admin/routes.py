@@ -1,10 +1,9 @@
 """Back office: users and the audit log."""
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 
 from crm_app.admin import schemas, services
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Back office: users and audit log")

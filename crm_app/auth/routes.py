@@ -1,11 +1,12 @@
 """Sign-up, sign-in, tokens, email codes, captcha check, the caller's permissions."""
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import current_user as refresh_token_user
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from crm_app.auth import schemas, services
 from crm_app.broker.services import menu_tree, permissions_for
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_token_claims, current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.common.schemas import EmptySchema
 
@@ -60,8 +61,8 @@ class Refresh(MethodView):
     def post(self):
         """New access token from a refresh token (sent as the bearer token)"""
         verify_jwt_in_request(refresh=True)
-        services.ensure_enabled(current_user)
-        return services.refresh_access_token(current_user, get_jwt())
+        services.ensure_enabled(refresh_token_user)
+        return services.refresh_access_token(refresh_token_user, get_jwt())
 
 
 @blp.route("/auth/logout")
@@ -70,7 +71,7 @@ class Logout(MethodView):
     @blp.response(204)
     def post(self):
         """Sign out: revoke this sign-in's access and refresh tokens"""
-        services.logout(current_user, get_jwt(), client_info_from_request())
+        services.logout(current_user, current_token_claims(), client_info_from_request())
 
 
 @blp.route("/auth/password")

@@ -1,10 +1,9 @@
 """Broker configuration: public (#7, #8, #9) and admin editing."""
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 
 from crm_app.broker import schemas, services
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 
 blp = Blueprint("broker", __name__, url_prefix="/api/v1", description="Broker configuration (public)")

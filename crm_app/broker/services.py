@@ -161,37 +161,33 @@ def delete_currency(currency_id, actor=None, client=None):
 # Menus and permissions ----------------------------------------------------
 
 
+MENU_COLUMNS = ("id", "parent_id", "key", "title", "path", "icon", "action", "desc", "sort_order", "status",
+                "user_type")
+
+
 def menu_tree(user_type):
-    """The visible menus of a user type as a tree, children ordered by sort_order."""
-    menus = db.session.scalars(
-        select(Menu).where(Menu.user_type == user_type, Menu.status == 1).order_by(Menu.sort_order, Menu.id)
+    """The visible menus of a user type as a tree, children ordered by sort_order.
+
+    Read as plain rows: every page load asks for it, and it needs no ORM objects.
+    """
+    table = Menu.__table__
+    rows = db.session.execute(
+        select(*(table.c[name] for name in MENU_COLUMNS))
+        .where(table.c.user_type == user_type, table.c.status == 1)
+        .order_by(table.c.sort_order, table.c.id)
     ).all()
     # Grouped by parent: children of a hidden menu are never reached, not promoted to roots.
     groups = {}
     nodes = []
-    for menu in menus:
-        node = {**menu_as_dict(menu), "children": []}
-        groups.setdefault(menu.parent_id or 0, []).append(node)
+    for row in rows:
+        node = dict(zip(MENU_COLUMNS, row, strict=True))
+        node["parent_id"] = node["parent_id"] or 0
+        node["children"] = []
+        groups.setdefault(node["parent_id"], []).append(node)
         nodes.append(node)
     for node in nodes:
         node["children"] = groups.get(node["id"], [])
     return groups.get(0, [])
-
-
-def menu_as_dict(menu):
-    return {
-        "id": menu.id,
-        "parent_id": menu.parent_id or 0,
-        "key": menu.key,
-        "title": menu.title,
-        "path": menu.path,
-        "icon": menu.icon,
-        "action": menu.action,
-        "desc": menu.desc,
-        "sort_order": menu.sort_order,
-        "status": menu.status,
-        "user_type": menu.user_type,
-    }
 
 
 def permission_actions(user_type):

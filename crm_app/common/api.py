@@ -4,12 +4,14 @@ import functools
 import json
 import logging
 
+import jwt as pyjwt
 import marshmallow as ma
-from flask import current_app
+from flask import current_app, g, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser
+from werkzeug.local import LocalProxy
 
 from crm_app.common.i18n import translate, translate_field_errors
 
@@ -130,8 +132,6 @@ class Blueprint(SmorestBlueprint):
 
     def login_required(self, role="any"):
         """Require a valid access token whose user has `role`; documents bearer auth."""
-        from flask_jwt_extended import current_user, verify_jwt_in_request
-
         from crm_app.common.errors import Forbidden
 
         allowed = ROLE_MEMBERS[role]
@@ -139,8 +139,10 @@ class Blueprint(SmorestBlueprint):
         def decorator(func):
             @functools.wraps(func)
             def wrapper(*args, **kwargs):
-                verify_jwt_in_request()
-                if current_user.user_type not in allowed:
+                user = verify_access_token()
+                if user.status != "enabled":
+                    raise Forbidden(code="user_disabled")
+                if user.user_type not in allowed:
                     raise Forbidden()
                 return func(*args, **kwargs)
 
@@ -148,6 +150,49 @@ class Blueprint(SmorestBlueprint):
             return wrapper
 
         return decorator
+
+
+def verify_access_token():
+    """The bearer access token, decoded once, and its user, loaded with one query.
+
+    flask-jwt-extended issues the tokens; checking them here costs a quarter of its
+    path on every request (it parses each token four times).
+    """
+    from crm_app.auth.services import load_token_user
+    from crm_app.common.errors import Unauthorized
+
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized()
+    cfg = current_app.config
+    try:
+        payload = pyjwt.decode(
+            token,
+            cfg["JWT_SECRET_KEY"],
+            algorithms=cfg["JWT_DECODE_ALGORITHMS"],
+            options={"require": ["exp", "sub", "jti", "type"]},
+        )
+    except pyjwt.ExpiredSignatureError:
+        raise Unauthorized(code="token_expired") from None
+    except pyjwt.InvalidTokenError:
+        raise Unauthorized(code="token_invalid") from None
+    if payload.get("type") != "access":
+        raise Unauthorized(code="token_invalid")
+    user = load_token_user(payload)
+    if user is None:
+        raise Unauthorized(code="token_revoked")
+    g.token_claims = payload
+    g.token_user = user
+    return user
+
+
+def current_token_claims():
+    return g.token_claims
+
+
+# The signed-in user of the current request (set by `login_required`).
+current_user = LocalProxy(lambda: g.get("token_user"))
 
 
 def register_security_scheme(api):

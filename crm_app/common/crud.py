@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 from marshmallow import fields
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
+from crm_app.common.api import current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.common.errors import Conflict, NotFound
 from crm_app.common.schemas import PageQuerySchema, Schema

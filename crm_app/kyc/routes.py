@@ -2,10 +2,9 @@
 
 from flask import Response, redirect, request
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 from markupsafe import escape
 
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.kyc import schemas, services
 

@@ -1,9 +1,8 @@
 """The back office's review queue."""
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.review import schemas, services
 

@@ -1,11 +1,10 @@
 """Trading accounts (client portal), platforms, and their admin configuration."""
 
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 from sqlalchemy import select
 
 from crm_app.common import crypto
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.common.crud import Resource, register_admin_crud
 from crm_app.common.errors import ValidationFailed

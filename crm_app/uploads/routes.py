@@ -2,10 +2,9 @@
 
 from flask import send_file
 from flask.views import MethodView
-from flask_jwt_extended import current_user
 from marshmallow import fields
 
-from crm_app.common.api import Blueprint
+from crm_app.common.api import Blueprint, current_user
 from crm_app.common.schemas import Schema
 from crm_app.uploads import services
 
