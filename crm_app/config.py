@@ -70,7 +70,9 @@ def load_config(overrides=None):
         "SECRET_KEY": env_str("SECRET_KEY"),
         "JWT_SECRET_KEY": env_str("JWT_SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Pre-ping costs a round trip per request; without it a restarted database
+        # fails the one request per pooled connection that finds it gone (then reconnects).
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": env_bool("DATABASE_POOL_PRE_PING", True)},
         "REDIS_URL": env_str("REDIS_URL"),
         # Tokens
         "JWT_ALGORITHM": "HS256",

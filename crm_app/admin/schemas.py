@@ -1,9 +1,7 @@
 from marshmallow import fields, validate
 
 from crm_app.auth.models import USER_STATUSES, USER_TYPES
-from crm_app.common.schemas import PageQuerySchema, Schema
-
-WIRE_TIME = "%Y-%m-%d %H:%M:%S"
+from crm_app.common.schemas import BrokerTime, PageQuerySchema, Schema
 
 
 class UserSchema(Schema):
@@ -16,8 +14,8 @@ class UserSchema(Schema):
     status = fields.String()
     parent_ib_id = fields.Integer(allow_none=True)
     referral_code = fields.String(allow_none=True)
-    created_at = fields.DateTime(format=WIRE_TIME)
-    last_login_at = fields.DateTime(format=WIRE_TIME, allow_none=True)
+    created_at = BrokerTime()
+    last_login_at = BrokerTime(allow_none=True)
 
 
 class UserListSchema(Schema):
@@ -62,7 +60,7 @@ class AuditLogSchema(Schema):
     ip = fields.String(allow_none=True)
     user_agent = fields.String(allow_none=True)
     details = fields.Dict()
-    created_at = fields.DateTime(format=WIRE_TIME)
+    created_at = BrokerTime()
 
 
 class AuditLogListSchema(Schema):
@@ -75,6 +73,6 @@ class AuditLogQuerySchema(PageQuerySchema):
     action = fields.String(validate=validate.Length(max=64), metadata={"description": "Action or prefix (`auth.`)"})
     target_type = fields.String(validate=validate.Length(max=32))
     target_id = fields.String(validate=validate.Length(max=64))
-    start_time = fields.DateTime(format=WIRE_TIME, metadata={"description": "UTC, YYYY-MM-DD HH:MM:SS"})
-    end_time = fields.DateTime(format=WIRE_TIME)
+    start_time = BrokerTime(metadata={"description": "YYYY-MM-DD HH:MM:SS in the broker's timezone"})
+    end_time = BrokerTime()
     q = fields.String(validate=validate.Length(max=254), metadata={"description": "Actor email or IP, partial"})

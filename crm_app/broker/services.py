@@ -80,6 +80,23 @@ def broker_timezone():
     return get_setting("broker")["timezone"]
 
 
+def broker_zone():
+    """The broker's timezone as a ZoneInfo, read once per request (UTC if unusable)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from flask import g, has_request_context
+
+    if has_request_context() and "broker_zone" in g:
+        return g.broker_zone
+    try:
+        zone = ZoneInfo(broker_timezone())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        zone = ZoneInfo("UTC")
+    if has_request_context():
+        g.broker_zone = zone
+    return zone
+
+
 # Currencies ---------------------------------------------------------------
 
 
@@ -161,8 +178,19 @@ def delete_currency(currency_id, actor=None, client=None):
 # Menus and permissions ----------------------------------------------------
 
 
-MENU_COLUMNS = ("id", "parent_id", "key", "title", "path", "icon", "action", "desc", "sort_order", "status",
-                "user_type")
+MENU_COLUMNS = (
+    "id",
+    "parent_id",
+    "key",
+    "title",
+    "path",
+    "icon",
+    "action",
+    "desc",
+    "sort_order",
+    "status",
+    "user_type",
+)
 
 
 def menu_tree(user_type):

@@ -1,6 +1,7 @@
 """Shared marshmallow pieces: strict base schema, paging, money and time fields."""
 
 import re
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 import marshmallow as ma
@@ -33,6 +34,31 @@ def list_schema(item_schema, name):
             "total": fields.Integer(required=True),
         },
     )
+
+
+WIRE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class BrokerTime(fields.Field):
+    """`YYYY-MM-DD HH:MM:SS` in the broker's timezone on the wire; naive UTC in the code."""
+
+    default_error_messages = {"invalid": "Not a valid time (YYYY-MM-DD HH:MM:SS, broker's timezone)."}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        from crm_app.broker.services import broker_zone
+
+        return value.replace(tzinfo=timezone.utc).astimezone(broker_zone()).strftime(WIRE_TIME_FORMAT)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from crm_app.broker.services import broker_zone
+
+        try:
+            local = datetime.strptime(str(value), WIRE_TIME_FORMAT).replace(tzinfo=broker_zone())
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+        return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 MONEY_PATTERN = r"^-?\d{1,15}(\.\d{1,8})?$"
@@ -69,7 +95,7 @@ WIRE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
 def wire_time_properties(self, field, ret, **kwargs):
     """apispec renders a DateTime with a custom format as `format: null`: invalid OpenAPI."""
-    if isinstance(field, fields.DateTime) and ret.get("type") == "string" and ret.get("format", 0) is None:
+    if isinstance(field, fields.DateTime | BrokerTime) and ret.get("type") == "string" and ret.get("format", 0) is None:
         del ret["format"]
         if ret.get("pattern") is None:
             ret["pattern"] = WIRE_TIME_PATTERN
@@ -80,6 +106,7 @@ def wire_time_properties(self, field, ret, **kwargs):
 def register_field_types(api):
     """Tell apispec how our custom fields look, so the document stays valid."""
     api.register_field(Money, "string", "decimal")
+    api.register_field(BrokerTime, "string", None)
     if getattr(api, "ma_plugin", None) is not None:
         api.ma_plugin.converter.add_attribute_function(wire_time_properties)
 

@@ -8,13 +8,14 @@ import logging
 import re
 import uuid
 from datetime import date, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
+from crm_app.broker.services import broker_zone
 from crm_app.common.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized, ValidationFailed
 from crm_app.common.timeutil import from_unix, to_unix, utcnow
 from crm_app.extensions import db
@@ -72,15 +73,6 @@ class FieldInvalid(Exception):
 
 
 # Time on the wire -------------------------------------------------------------------
-
-
-def broker_zone():
-    from crm_app.broker.services import broker_timezone
-
-    try:
-        return ZoneInfo(broker_timezone())
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def wire_time(moment, zone):

@@ -1,9 +1,7 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, PageQuerySchema, Schema
 from crm_app.review.models import REVIEW_STATUSES, REVIEW_TYPES
-
-WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 
 
 class ReviewUserSchema(Schema):
@@ -23,8 +21,8 @@ class ReviewItemSchema(Schema):
     auditor_name = fields.Function(lambda item: item.auditor.full_name or item.auditor.email if item.auditor else "")
     remark = fields.String()
     last_error = fields.String(allow_none=True, metadata={"description": "Why the approval's effect failed"})
-    created_at = fields.DateTime(format=WIRE_TIME)
-    decided_at = fields.DateTime(format=WIRE_TIME, allow_none=True)
+    created_at = BrokerTime()
+    decided_at = BrokerTime(allow_none=True)
 
 
 class ReviewItemDetailSchema(ReviewItemSchema):

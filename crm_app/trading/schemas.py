@@ -1,9 +1,8 @@
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from crm_app.common.schemas import Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
 from crm_app.trading.models import FUND_DIRECTIONS, PLATFORMS
 
-WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 URL = lambda **kw: fields.String(validate=validate.Length(max=1024), **kw)  # noqa: E731
 
 
@@ -87,8 +86,8 @@ class TradingAccountSchema(Schema):
     server_type = fields.Function(lambda a: a.server.server_type)
     trading_account_type_name = fields.Function(lambda a: a.account_type.name)
     trading_platform = fields.Function(lambda a: a.server.platform)
-    figures_read_at = fields.DateTime(
-        format=WIRE_TIME, allow_none=True, metadata={"description": "When the figures were read from the server (UTC)"}
+    figures_read_at = BrokerTime(
+        allow_none=True, metadata={"description": "When the figures were read from the trading server"}
     )
 
 
@@ -139,8 +138,8 @@ class PlatformSchema(Schema):
     ios_download_url = URL()
     android_download_url = URL()
     sort_order = fields.Integer(validate=validate.Range(min=0, max=100000))
-    created_at = fields.DateTime(format=WIRE_TIME, dump_only=True)
-    updated_at = fields.DateTime(format=WIRE_TIME, dump_only=True)
+    created_at = BrokerTime(dump_only=True)
+    updated_at = BrokerTime(dump_only=True)
 
 
 class PlatformUpdateSchema(PlatformSchema):
