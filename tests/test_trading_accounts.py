@@ -271,10 +271,11 @@ def test_two_admins_approving_at_once_open_one_account(app, client, factory, boo
     statuses = []
 
     def approve(headers):
-        with app.test_client() as own_client:
-            statuses.append(
-                own_client.post(f"/api/v1/admin/audits/{item_id}/approve", headers=headers, json={}).status_code
-            )
+        # A client of its own per thread: two admins in two browsers.
+        own_client = app.test_client()
+        statuses.append(
+            own_client.post(f"/api/v1/admin/audits/{item_id}/approve", headers=headers, json={}).status_code
+        )
 
     threads = [threading.Thread(target=approve, args=(h,)) for h in (book["admin_headers"], second_admin_headers)]
     for thread in threads:
