@@ -60,6 +60,7 @@ def import_models():
     import crm_app.auth.models  # noqa: F401
     import crm_app.broker.models  # noqa: F401
     import crm_app.kyc.models  # noqa: F401
+    import crm_app.money.models  # noqa: F401
     import crm_app.review.models  # noqa: F401
     import crm_app.trading.models  # noqa: F401
     import crm_app.uploads.models  # noqa: F401
