@@ -117,6 +117,8 @@ def load_config(overrides=None):
         "EVERIFY_SESSION_TTL_SECONDS": env_int("EVERIFY_SESSION_TTL_SECONDS", 1800),
         "EVERIFY_MAX_ATTEMPTS": env_int("EVERIFY_MAX_ATTEMPTS", 5),
         "EVERIFY_SIGNATURE_TOLERANCE_SECONDS": env_int("EVERIFY_SIGNATURE_TOLERANCE_SECONDS", 300),
+        # Internal transfers up to this amount need no review
+        "TRANSFER_AUTO_APPROVE_MAX": env_str("TRANSFER_AUTO_APPROVE_MAX", "1000.00"),
         # Trading servers
         "TRADING_TIMEOUT_SECONDS": env_int("TRADING_TIMEOUT_SECONDS", 10),
         # Uploads

@@ -243,6 +243,9 @@ def seed_demo():
     from crm_app.trading.demo import seed_trading_demo
 
     seed_trading_demo()
+    from crm_app.funding.demo import seed_funding_demo
+
+    seed_funding_demo()
 
     admin = ensure_user(*DEMO_ADMIN, "admin", first_name="Demo", last_name="Admin")
     ib = ensure_user(DEMO_IB, DEMO_PASSWORD, "ib", first_name="Iris", last_name="Broker")

@@ -183,3 +183,7 @@ def wait_for():
         raise AssertionError("condition not met in time")
 
     return wait
+
+
+# Trading-server fixtures (the MT simulator over HTTP), for every test module that needs them.
+from tests.support.trading import book, kyc_approved, sim  # noqa: E402, F401

@@ -29,6 +29,9 @@ class ReviewHandler:
     approve: Callable
     reject: Callable
     describe: Callable
+    # Runs after the verdict is committed: work that must not hold the item's
+    # transaction open, such as sending the balance operation the verdict queued.
+    after: Callable | None = None
 
 
 HANDLERS: dict[str, ReviewHandler] = {}
@@ -122,6 +125,7 @@ def approve_review_item(item_id, actor, client=None, remark=""):
         details={"object_id": item.object_id},
     )
     db.session.commit()
+    _after(handler, item)
     return item
 
 
@@ -148,7 +152,14 @@ def reject_review_item(item_id, actor, remark, client=None):
         details={"object_id": item.object_id, "remark": item.remark},
     )
     db.session.commit()
+    _after(HANDLERS[item.type], item)
     return item
+
+
+def _after(handler, item):
+    if handler.after is not None:
+        handler.after(item)
+        db.session.refresh(item)
 
 
 def describe_failure(exc):

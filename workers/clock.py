@@ -1,0 +1,33 @@
+"""`python -m workers.clock`: puts the periodic jobs on their queues (RQ's cron scheduler).
+
+Run one per deployment; the jobs are safe to run twice, so a second clock during a
+deploy does no harm.
+"""
+
+import logging
+import os
+
+from redis import Redis
+from rq.cron import CronScheduler
+
+from crm_app import create_app
+from workers.money import reconcile_balance_operations
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app()
+    if not app.config.get("REDIS_URL"):
+        raise SystemExit("REDIS_URL is not set: periodic jobs need Redis.")
+    scheduler = CronScheduler(connection=Redis.from_url(app.config["REDIS_URL"]))
+    scheduler.register(
+        reconcile_balance_operations,
+        queue_name=reconcile_balance_operations.queue_name,
+        interval=int(os.environ.get("RECONCILE_INTERVAL_SECONDS", "30")),
+        job_timeout=reconcile_balance_operations.job_options["job_timeout"],
+    )
+    scheduler.start()
+
+
+if __name__ == "__main__":
+    main()
