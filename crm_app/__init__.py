@@ -59,6 +59,7 @@ def import_models():
     import crm_app.admin.models  # noqa: F401
     import crm_app.auth.models  # noqa: F401
     import crm_app.broker.models  # noqa: F401
+    import crm_app.deposits.models  # noqa: F401
     import crm_app.funding.models  # noqa: F401
     import crm_app.kyc.models  # noqa: F401
     import crm_app.money.models  # noqa: F401
