@@ -74,6 +74,7 @@ def register_blueprints(app, api):
     from crm_app.auth.routes import blp as auth_blp
     from crm_app.broker.routes import admin_blp as broker_admin_blp
     from crm_app.broker.routes import blp as broker_blp
+    from crm_app.deposits.routes import blp as deposits_blp
     from crm_app.funding.routes import admin_blp as funding_admin_blp
     from crm_app.funding.routes import blp as funding_blp
     from crm_app.kyc.routes import admin_blp as kyc_admin_blp
@@ -97,6 +98,7 @@ def register_blueprints(app, api):
         funding_blp,
         funding_admin_blp,
         transfers_blp,
+        deposits_blp,
         kyc_blp,
         kyc_admin_blp,
         everify_blp,

@@ -117,6 +117,8 @@ def load_config(overrides=None):
         "EVERIFY_SESSION_TTL_SECONDS": env_int("EVERIFY_SESSION_TTL_SECONDS", 1800),
         "EVERIFY_MAX_ATTEMPTS": env_int("EVERIFY_MAX_ATTEMPTS", 5),
         "EVERIFY_SIGNATURE_TOLERANCE_SECONDS": env_int("EVERIFY_SIGNATURE_TOLERANCE_SECONDS", 300),
+        # Deposit drafts never submitted expire after this
+        "DEPOSIT_DRAFT_TTL_HOURS": env_int("DEPOSIT_DRAFT_TTL_HOURS", 24),
         # Internal transfers up to this amount need no review
         "TRANSFER_AUTO_APPROVE_MAX": env_str("TRANSFER_AUTO_APPROVE_MAX", "1000.00"),
         # Trading servers

@@ -11,7 +11,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from crm_app import create_app
-from workers.money import reconcile_balance_operations
+from workers.money import expire_deposit_drafts, reconcile_balance_operations
 
 
 def main():
@@ -26,6 +26,7 @@ def main():
         interval=int(os.environ.get("RECONCILE_INTERVAL_SECONDS", "30")),
         job_timeout=reconcile_balance_operations.job_options["job_timeout"],
     )
+    scheduler.register(expire_deposit_drafts, queue_name=expire_deposit_drafts.queue_name, interval=600)
     scheduler.start()
 
 

@@ -60,7 +60,9 @@ class WithdrawalChannelSchema(Schema):
     allowed_currencies = fields.List(fields.String())
     fee = fields.Function(
         services.render_fee,
-        metadata={"description": 'Fixed ("5.00"), percent ("0.5%"), or both ("5.00 + 0.5%"): fixed + percent of amount'},
+        metadata={
+            "description": 'Fixed ("5.00"), percent ("0.5%"), or both ("5.00 + 0.5%"): fixed + percent of amount'
+        },
     )
     icon_url = fields.String()
     id = fields.Integer()

@@ -4,6 +4,7 @@ from flask.views import MethodView
 
 from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
+from crm_app.money.idempotency import idempotent
 from crm_app.review import schemas, services
 
 blp = Blueprint("review", __name__, url_prefix="/api/v1/admin", description="Back office: review queue")
@@ -38,6 +39,7 @@ class ReviewItem(MethodView):
 @blp.route("/audits/<int:item_id>/approve")
 class ApproveReviewItem(MethodView):
     @blp.login_required("admin")
+    @idempotent(blp)
     @blp.arguments(schemas.ApproveSchema)
     @blp.response(200, schemas.ReviewItemDetailSchema)
     def post(self, body, item_id):
@@ -49,6 +51,7 @@ class ApproveReviewItem(MethodView):
 @blp.route("/audits/<int:item_id>/reject")
 class RejectReviewItem(MethodView):
     @blp.login_required("admin")
+    @idempotent(blp)
     @blp.arguments(schemas.RejectSchema)
     @blp.response(200, schemas.ReviewItemDetailSchema)
     def post(self, body, item_id):
