@@ -80,6 +80,7 @@ def register_blueprints(app, api):
     from crm_app.kyc.routes import admin_blp as kyc_admin_blp
     from crm_app.kyc.routes import blp as kyc_blp
     from crm_app.kyc.routes import everify_blp
+    from crm_app.reports.routes import blp as reports_blp
     from crm_app.review.routes import blp as review_blp
     from crm_app.trading.routes import admin_blp as trading_admin_blp
     from crm_app.trading.routes import blp as trading_blp
@@ -99,6 +100,7 @@ def register_blueprints(app, api):
         funding_admin_blp,
         transfers_blp,
         deposits_blp,
+        reports_blp,
         kyc_blp,
         kyc_admin_blp,
         everify_blp,

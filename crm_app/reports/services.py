@@ -1,0 +1,120 @@
+"""Report queries. Each `*_query(user, filters)` is a Select in the caller's scope, shared
+by the list routes and the exports, so a file always carries what the list shows."""
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from crm_app.auth.models import User
+from crm_app.deposits.models import Deposit
+from crm_app.extensions import db
+from crm_app.reports.scope import visible_to
+from crm_app.review.models import ReviewItem
+from crm_app.transfers.models import Transfer
+
+# The reports' `status` filter speaks the review queue's words; `auditing` in the
+# deposit and withdrawal reports means "not decided yet" (pending or being audited).
+UNDECIDED = ("pending", "auditing")
+
+
+def review_status_filter(column, status, undecided_as_auditing=True):
+    if not status or status == "all":
+        return None
+    if status == "auditing" and undecided_as_auditing:
+        return column.in_(UNDECIDED)
+    return column == status
+
+
+Auditor = aliased(User, name="auditor")
+
+
+def deposits_query(user, filters):
+    """#36: submitted deposits with their review status, newest first."""
+    query = (
+        select(Deposit, ReviewItem.status.label("review_status"), User, Auditor)
+        .join(ReviewItem, ReviewItem.id == Deposit.review_item_id)
+        .join(User, User.id == Deposit.user_id)
+        .outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
+        .where(visible_to(user, Deposit.user_id))
+    )
+    condition = review_status_filter(ReviewItem.status, filters.get("status"))
+    if condition is not None:
+        query = query.where(condition)
+    if filters.get("start_time"):
+        query = query.where(Deposit.submitted_at >= filters["start_time"])
+    if filters.get("end_time"):
+        query = query.where(Deposit.submitted_at <= filters["end_time"])
+    return query.order_by(Deposit.submitted_at.desc(), Deposit.id.desc())
+
+
+def transfers_query(user, filters):
+    """#44: transfers with their review status, newest first."""
+    query = (
+        select(Transfer, ReviewItem.status.label("review_status"), User)
+        .join(ReviewItem, ReviewItem.id == Transfer.review_item_id)
+        .join(User, User.id == Transfer.user_id)
+        .where(visible_to(user, Transfer.user_id))
+    )
+    condition = review_status_filter(ReviewItem.status, filters.get("status"), undecided_as_auditing=False)
+    if condition is not None:
+        query = query.where(condition)
+    if filters.get("order_number"):
+        query = query.where(Transfer.order_number == filters["order_number"].strip())
+    if filters.get("start_time"):
+        query = query.where(Transfer.created_at >= filters["start_time"])
+    if filters.get("end_time"):
+        query = query.where(Transfer.created_at <= filters["end_time"])
+    return query.order_by(Transfer.created_at.desc(), Transfer.id.desc())
+
+
+def run_report(query, page, size):
+    """One page of a report query and its exact total."""
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = db.session.execute(query.limit(size).offset((page - 1) * size)).all()
+    return rows, total
+
+
+def user_name(user):
+    return user.full_name or user.email
+
+
+def account_view(account):
+    return {
+        "account": str(account.login),
+        "id": account.id,
+        "server_name": account.server.name,
+        "server_type": account.server.server_type,
+    }
+
+
+def deposit_row(row):
+    deposit, review_status, owner, auditor = row
+    return {
+        "id": deposit.id,
+        "order_number": deposit.order_number,
+        "account": str(deposit.trading_account.login),
+        "amount": deposit.amount,
+        "fee": deposit.fee,
+        "currency": deposit.currency,
+        "method": deposit.channel.method,
+        "server_name": deposit.trading_account.server.name,
+        "server_type": deposit.trading_account.server.server_type,
+        "status": review_status,
+        "submit_time": deposit.submitted_at,
+        "user_name": user_name(owner),
+        "auditor_name": user_name(auditor) if auditor else "",
+    }
+
+
+def transfer_row(row):
+    transfer, review_status, owner = row
+    return {
+        "id": transfer.id,
+        "order_number": transfer.order_number,
+        "amount": transfer.amount,
+        "currency": transfer.currency,
+        "source_trading_account": account_view(transfer.source_account),
+        "target_trading_account": account_view(transfer.target_account),
+        "status": review_status,
+        "submit_time": transfer.created_at,
+        "user_name": user_name(owner),
+    }
