@@ -67,6 +67,7 @@ def import_models():
     import crm_app.trading.models  # noqa: F401
     import crm_app.transfers.models  # noqa: F401
     import crm_app.uploads.models  # noqa: F401
+    import crm_app.withdrawals.models  # noqa: F401
 
 
 def register_blueprints(app, api):
@@ -86,6 +87,7 @@ def register_blueprints(app, api):
     from crm_app.trading.routes import blp as trading_blp
     from crm_app.transfers.routes import blp as transfers_blp
     from crm_app.uploads.routes import blp as uploads_blp
+    from crm_app.withdrawals.routes import blp as withdrawals_blp
 
     for blueprint in (
         auth_blp,
@@ -101,6 +103,7 @@ def register_blueprints(app, api):
         transfers_blp,
         deposits_blp,
         reports_blp,
+        withdrawals_blp,
         kyc_blp,
         kyc_admin_blp,
         everify_blp,
