@@ -169,3 +169,48 @@ def test_deposit_report_rows_and_scope(client, tree):
     assert client.get("/api/v1/reports/deposits?status=all", headers=tree["admin"][1]).get_json()["total"] == 3
     assert client.get("/api/v1/reports/deposits?status=all", headers=tree["dave"][1]).get_json()["total"] == 1
     assert client.get("/api/v1/reports/deposits?status=all").status_code == 401
+
+
+def test_withdrawal_report_filters_by_method_and_status_within_scope(client, tree):
+    from crm_app.funding.models import WithdrawalChannel
+    from crm_app.withdrawals.models import Withdrawal
+
+    channel = WithdrawalChannel(method="cryptocurrency", name="USDT", min_amount=Decimal("1"), max_amount=Decimal("9"))
+    db.session.add(channel)
+    db.session.commit()
+
+    def add(user, method, status):
+        account = account_for(user, tree["book"])
+        withdrawal = Withdrawal(
+            order_number=f"WD{next(logins)}",
+            user_id=user.id,
+            trading_account_id=account.id,
+            channel_id=channel.id,
+            method=method,
+            amount=Decimal("50.00"),
+            fee=Decimal("0.25"),
+            account_currency="USD",
+            exchange_rate=Decimal("1"),
+            remittance_amount=Decimal("49.75"),
+            currency="USDT",
+            payout_details_encrypted="x",
+            status="auditing",
+        )
+        db.session.add(withdrawal)
+        db.session.flush()
+        item = ReviewItem(type="withdrawal", status=status, user_id=user.id, object_id=withdrawal.id)
+        db.session.add(item)
+        db.session.flush()
+        withdrawal.review_item_id = item.id
+        db.session.commit()
+
+    add(tree["carol"][0], "cryptocurrency", "auditing")
+    add(tree["carol"][0], "bank_transfer", "approved")
+    add(tree["dave"][0], "cryptocurrency", "approved")
+    path = "/api/v1/reports/withdrawals?status={}&method={}"
+    ib = tree["ib1"][1]
+    assert client.get(path.format("all", "all"), headers=ib).get_json()["total"] == 2
+    crypto = client.get(path.format("all", "cryptocurrency"), headers=ib).get_json()["list"]
+    assert [(row["method"], row["status"], row["fee"]) for row in crypto] == [("cryptocurrency", "auditing", "0.25")]
+    assert client.get(path.format("approved", "all"), headers=tree["admin"][1]).get_json()["total"] == 2
+    assert client.get(path.format("all", "cash"), headers=ib).status_code == 422

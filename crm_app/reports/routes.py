@@ -31,3 +31,13 @@ class TransferReport(MethodView):
     def get(self, args):
         """查询转账报表 Internal transfers, newest first"""
         return report_page(services.transfers_query(current_user, args), services.transfer_row, args)
+
+
+@blp.route("/withdrawals")
+class WithdrawalReport(MethodView):
+    @blp.login_required("any")
+    @blp.arguments(schemas.WithdrawalReportQuerySchema, location="query")
+    @blp.response(200, schemas.DepositReportSchema)
+    def get(self, args):
+        """出金报表 Withdrawals, newest first (same row shape as the deposit report)"""
+        return report_page(services.withdrawals_query(current_user, args), services.withdrawal_row, args)

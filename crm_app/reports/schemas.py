@@ -45,6 +45,18 @@ class DepositReportSchema(Schema):
     total = fields.Integer()
 
 
+class WithdrawalReportQuerySchema(PageQuerySchema, TimeRangeSchema):
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(REVIEW_FILTER),
+        metadata={"description": "all; auditing (not decided yet); approved; disapproved"},
+    )
+    method = fields.String(
+        required=True,
+        validate=validate.OneOf(("all", "bank_transfer", "international_wire_transfer", "cryptocurrency")),
+    )
+
+
 class TransferReportQuerySchema(PageQuerySchema, TimeRangeSchema):
     order_number = fields.String(validate=validate.Length(max=32))
     status = fields.String(required=True, validate=validate.OneOf(TRANSFER_FILTER))

@@ -10,6 +10,7 @@ from crm_app.extensions import db
 from crm_app.reports.scope import visible_to
 from crm_app.review.models import ReviewItem
 from crm_app.transfers.models import Transfer
+from crm_app.withdrawals.models import Withdrawal
 
 # The reports' `status` filter speaks the review queue's words; `auditing` in the
 # deposit and withdrawal reports means "not decided yet" (pending or being audited).
@@ -44,6 +45,27 @@ def deposits_query(user, filters):
     if filters.get("end_time"):
         query = query.where(Deposit.submitted_at <= filters["end_time"])
     return query.order_by(Deposit.submitted_at.desc(), Deposit.id.desc())
+
+
+def withdrawals_query(user, filters):
+    """#11: withdrawals with their review status, newest first."""
+    query = (
+        select(Withdrawal, ReviewItem.status.label("review_status"), User, Auditor)
+        .join(ReviewItem, ReviewItem.id == Withdrawal.review_item_id)
+        .join(User, User.id == Withdrawal.user_id)
+        .outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
+        .where(visible_to(user, Withdrawal.user_id))
+    )
+    condition = review_status_filter(ReviewItem.status, filters.get("status"))
+    if condition is not None:
+        query = query.where(condition)
+    if filters.get("method") and filters["method"] != "all":
+        query = query.where(Withdrawal.method == filters["method"])
+    if filters.get("start_time"):
+        query = query.where(Withdrawal.created_at >= filters["start_time"])
+    if filters.get("end_time"):
+        query = query.where(Withdrawal.created_at <= filters["end_time"])
+    return query.order_by(Withdrawal.created_at.desc(), Withdrawal.id.desc())
 
 
 def transfers_query(user, filters):
@@ -100,6 +122,25 @@ def deposit_row(row):
         "server_type": deposit.trading_account.server.server_type,
         "status": review_status,
         "submit_time": deposit.submitted_at,
+        "user_name": user_name(owner),
+        "auditor_name": user_name(auditor) if auditor else "",
+    }
+
+
+def withdrawal_row(row):
+    withdrawal, review_status, owner, auditor = row
+    return {
+        "id": withdrawal.id,
+        "order_number": withdrawal.order_number,
+        "account": str(withdrawal.trading_account.login),
+        "amount": withdrawal.amount,
+        "fee": withdrawal.fee,
+        "currency": withdrawal.account_currency,
+        "method": withdrawal.method,
+        "server_name": withdrawal.trading_account.server.name,
+        "server_type": withdrawal.trading_account.server.server_type,
+        "status": review_status,
+        "submit_time": withdrawal.created_at,
         "user_name": user_name(owner),
         "auditor_name": user_name(auditor) if auditor else "",
     }
