@@ -244,6 +244,31 @@ def lock_account(account_id):
     )
 
 
+def hold_for_debit(account, amount, field):
+    """Lock the account and make sure `amount` can leave it now (the caller commits the
+    debit's intent, which releases the lock). 422 `insufficient_funds` otherwise."""
+    from decimal import Decimal
+
+    from crm_app.common.errors import ValidationFailed
+    from crm_app.common.i18n import translate
+    from crm_app.trading.services import trading_unavailable
+
+    lock_account(account.id)
+    try:
+        available = available_to_take(account)
+    except gw.TradingError as exc:
+        db.session.rollback()
+        raise trading_unavailable(exc) from None
+    if amount > available:
+        db.session.rollback()
+        at_most = f"{max(available, Decimal('0')):.2f} {account.currency}"
+        raise ValidationFailed(
+            code="insufficient_funds",
+            message=f"{translate('insufficient_funds')} (≤ {at_most})",
+            errors={field: [f"At most {at_most} can leave this account now (free margin)."]},
+        )
+
+
 def run_pending_operations(source_type, source_ids, max_rounds=3):
     """Run what a source's callbacks queued (e.g. the credit after a transfer's debit)."""
     for _ in range(max_rounds):

@@ -18,7 +18,6 @@ from crm_app.broker.services import email_code_required
 from crm_app.common.errors import NotFound, ValidationFailed
 from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
-from crm_app.integrations.trading import gateway as gw
 from crm_app.money import services as money
 from crm_app.money.models import BalanceOperation
 from crm_app.review.models import ReviewItem
@@ -70,22 +69,7 @@ def create_transfer(user, values, client):
     if email_code_required("transfer"):
         consume_email_code(user.email, "transfer", values.get("email_code"))
 
-    money.lock_account(source.id)
-    try:
-        available = money.available_to_take(source)
-    except gw.TradingError as exc:
-        db.session.rollback()
-        from crm_app.trading.services import trading_unavailable
-
-        raise trading_unavailable(exc) from None
-    if amount > available:
-        db.session.rollback()
-        raise ValidationFailed(
-            code="insufficient_funds",
-            errors={
-                "amount": [f"At most {max(available, Decimal('0')):.2f} can leave this account now (free margin)."]
-            },
-        )
+    money.hold_for_debit(source, amount, "amount")
     transfer = Transfer(
         order_number=money.new_order_number("TR"),
         user_id=user.id,

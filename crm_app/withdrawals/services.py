@@ -20,7 +20,6 @@ from crm_app.common.errors import NotFound, ValidationFailed
 from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
 from crm_app.funding import services as funding
-from crm_app.integrations.trading import gateway as gw
 from crm_app.money import services as money
 from crm_app.money.models import BalanceOperation
 from crm_app.review.models import ReviewItem
@@ -146,22 +145,7 @@ def create_withdrawal(user, values, client):
     if email_code_required("withdrawal"):
         consume_email_code(user.email, "withdrawal", values.get("email_code"))
 
-    money.lock_account(account.id)
-    try:
-        available = money.available_to_take(account)
-    except gw.TradingError as exc:
-        db.session.rollback()
-        from crm_app.trading.services import trading_unavailable
-
-        raise trading_unavailable(exc) from None
-    if amount > available:
-        db.session.rollback()
-        at_most = f"{max(available, Decimal('0')):.2f} {account.currency}"
-        raise ValidationFailed(
-            code="insufficient_funds",
-            message=f"Not enough free margin: at most {at_most} can be withdrawn from this account now.",
-            errors={"withdrawal_amount": [f"At most {at_most} can leave this account now (free margin)."]},
-        )
+    money.hold_for_debit(account, amount, "withdrawal_amount")
     withdrawal = Withdrawal(
         order_number=money.new_order_number("WD"),
         user_id=user.id,
