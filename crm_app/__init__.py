@@ -60,10 +60,12 @@ def import_models():
     import crm_app.auth.models  # noqa: F401
     import crm_app.broker.models  # noqa: F401
     import crm_app.deposits.models  # noqa: F401
+    import crm_app.exports.models  # noqa: F401
     import crm_app.funding.models  # noqa: F401
     import crm_app.kyc.models  # noqa: F401
     import crm_app.money.models  # noqa: F401
     import crm_app.review.models  # noqa: F401
+    import crm_app.sync.models  # noqa: F401
     import crm_app.trading.models  # noqa: F401
     import crm_app.transfers.models  # noqa: F401
     import crm_app.uploads.models  # noqa: F401
@@ -76,13 +78,16 @@ def register_blueprints(app, api):
     from crm_app.broker.routes import admin_blp as broker_admin_blp
     from crm_app.broker.routes import blp as broker_blp
     from crm_app.deposits.routes import blp as deposits_blp
+    from crm_app.exports.routes import blp as exports_blp
     from crm_app.funding.routes import admin_blp as funding_admin_blp
     from crm_app.funding.routes import blp as funding_blp
+    from crm_app.ib.routes import blp as ib_blp
     from crm_app.kyc.routes import admin_blp as kyc_admin_blp
     from crm_app.kyc.routes import blp as kyc_blp
     from crm_app.kyc.routes import everify_blp
     from crm_app.reports.routes import blp as reports_blp
     from crm_app.review.routes import blp as review_blp
+    from crm_app.sync.routes import blp as sync_blp
     from crm_app.trading.routes import admin_blp as trading_admin_blp
     from crm_app.trading.routes import blp as trading_blp
     from crm_app.transfers.routes import blp as transfers_blp
@@ -98,12 +103,15 @@ def register_blueprints(app, api):
         review_blp,
         trading_blp,
         trading_admin_blp,
+        sync_blp,
         funding_blp,
         funding_admin_blp,
         transfers_blp,
         deposits_blp,
         reports_blp,
         withdrawals_blp,
+        ib_blp,
+        exports_blp,
         kyc_blp,
         kyc_admin_blp,
         everify_blp,

@@ -138,6 +138,8 @@ def load_config(overrides=None):
         "OPENAPI_SWAGGER_UI_URL": "/swagger-ui-assets/",
         "OPENAPI_SWAGGER_UI_CONFIG": {"persistAuthorization": True},
         "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
+        # The public registration page an IB's referral link and QR code point at; `{code}` is the IB's code.
+        "IB_REFERRAL_URL": env_str("IB_REFERRAL_URL", "http://127.0.0.1:5000/register?invite_code={code}"),
         # Number of reverse proxies in front (Heroku's router: 1) whose X-Forwarded-* we trust.
         "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0),
         "MIGRATIONS_DIR": PROJECT_ROOT / "migrations",

@@ -11,7 +11,9 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from crm_app import create_app
+from workers.exports import remove_expired_export_files
 from workers.money import expire_deposit_drafts, reconcile_balance_operations
+from workers.sync import sync_all_servers
 
 
 def main():
@@ -27,6 +29,13 @@ def main():
         job_timeout=reconcile_balance_operations.job_options["job_timeout"],
     )
     scheduler.register(expire_deposit_drafts, queue_name=expire_deposit_drafts.queue_name, interval=600)
+    scheduler.register(remove_expired_export_files, queue_name=remove_expired_export_files.queue_name, interval=3600)
+    scheduler.register(
+        sync_all_servers,
+        queue_name=sync_all_servers.queue_name,
+        interval=int(os.environ.get("SYNC_INTERVAL_SECONDS", "60")),
+        job_timeout=sync_all_servers.job_options["job_timeout"],
+    )
     scheduler.start()
 
 
