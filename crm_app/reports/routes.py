@@ -41,3 +41,33 @@ class WithdrawalReport(MethodView):
     def get(self, args):
         """出金报表 Withdrawals, newest first (same row shape as the deposit report)"""
         return report_page(services.withdrawals_query(current_user, args), services.withdrawal_row, args)
+
+
+@blp.route("/history-orders")
+class HistoryOrderReport(MethodView):
+    @blp.login_required("any")
+    @blp.arguments(schemas.HistoryOrderQuerySchema, location="query")
+    @blp.response(200, schemas.HistoryOrderReportSchema)
+    def get(self, args):
+        """查询历史订单报表 Closed positions: one row per closing deal (partial closes are rows of their own)"""
+        return report_page(services.history_orders_query(current_user, args), services.history_order_row, args)
+
+
+@blp.route("/positions")
+class PositionReport(MethodView):
+    @blp.login_required("any")
+    @blp.arguments(schemas.PositionQuerySchema, location="query")
+    @blp.response(200, schemas.PositionReportSchema)
+    def get(self, args):
+        """查询持仓报表 Open positions, as last synced from the trading servers"""
+        return report_page(services.positions_query(current_user, args), services.position_row, args)
+
+
+@blp.route("/pending-orders")
+class PendingOrderReport(MethodView):
+    @blp.login_required("any")
+    @blp.arguments(schemas.PendingOrderQuerySchema, location="query")
+    @blp.response(200, schemas.PendingOrderReportSchema)
+    def get(self, args):
+        """查询挂单报表 Working pending orders, as last synced from the trading servers"""
+        return report_page(services.pending_orders_query(current_user, args), services.pending_order_row, args)

@@ -84,3 +84,83 @@ class TransferReportRowSchema(Schema):
 class TransferReportSchema(Schema):
     list = fields.List(fields.Nested(TransferReportRowSchema))
     total = fields.Integer()
+
+
+def Price(**kwargs):  # noqa: N802 - a field factory, named like the fields it makes
+    return Money(places=5, **kwargs)
+
+
+class TradingFilterSchema(PageQuerySchema, TimeRangeSchema):
+    order_number = fields.String(validate=validate.Length(max=32), metadata={"description": "Position or order ticket"})
+    account = fields.String(validate=validate.Length(max=20), metadata={"description": "Trading account (login)"})
+    symbol = fields.String(validate=validate.Length(max=32))
+    server_id = fields.Integer()
+    trading_account_id = fields.Integer()
+
+
+class HistoryOrderQuerySchema(TradingFilterSchema):
+    time_type = fields.String(load_default="open", validate=validate.OneOf(("open", "close")))
+    trading_type = fields.String(required=True, validate=validate.OneOf(("all", "BUY", "SELL")))
+
+
+class PositionQuerySchema(TradingFilterSchema):
+    trading_type = fields.String(required=True, validate=validate.OneOf(("all", "BUY", "SELL")))
+
+
+PENDING_TYPES = ("all", "BUY_LIMIT", "SELL_LIMIT", "BUY_STOP", "SELL_STOP", "BUY_STOP_LIMIT", "SELL_STOP_LIMIT")
+
+
+class PendingOrderQuerySchema(TradingFilterSchema):
+    trading_type = fields.String(required=True, validate=validate.OneOf(PENDING_TYPES))
+
+
+class TradingRowBase(Schema):
+    currency = fields.String()
+    order_number = fields.String()
+    symbol = fields.String()
+    sl = Price()
+    tp = Price()
+    trading_account = fields.Nested(ReportAccountSchema)
+    trading_type = fields.String()
+    user_name = fields.String()
+    volume = Money(metadata={"description": "Lots"})
+
+
+class HistoryOrderRowSchema(TradingRowBase):
+    open_price = Price(allow_none=True)
+    open_time = BrokerTime(allow_none=True)
+    close_price = Price()
+    close_time = BrokerTime()
+    commission = Money()
+    swap = Money()
+    profit = Money()
+
+
+class PositionRowSchema(TradingRowBase):
+    leverage = fields.Integer()
+    open_price = Price()
+    open_time = BrokerTime()
+    close_price = Price(metadata={"description": "The current price"})
+    commission = Money()
+    swap = Money()
+    profit = Money(metadata={"description": "Floating profit"})
+
+
+class PendingOrderRowSchema(TradingRowBase):
+    pending_price = Price()
+    pending_time = BrokerTime()
+
+
+class HistoryOrderReportSchema(Schema):
+    list = fields.List(fields.Nested(HistoryOrderRowSchema))
+    total = fields.Integer()
+
+
+class PositionReportSchema(Schema):
+    list = fields.List(fields.Nested(PositionRowSchema))
+    total = fields.Integer()
+
+
+class PendingOrderReportSchema(Schema):
+    list = fields.List(fields.Nested(PendingOrderRowSchema))
+    total = fields.Integer()

@@ -1,7 +1,7 @@
 """Report queries. Each `*_query(user, filters)` is a Select in the caller's scope, shared
 by the list routes and the exports, so a file always carries what the list shows."""
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import aliased
 
 from crm_app.auth.models import User
@@ -9,6 +9,8 @@ from crm_app.deposits.models import Deposit
 from crm_app.extensions import db
 from crm_app.reports.scope import visible_to
 from crm_app.review.models import ReviewItem
+from crm_app.sync.models import ClosedPosition, OpenPosition, PendingOrder
+from crm_app.trading.models import TradingAccount
 from crm_app.transfers.models import Transfer
 from crm_app.withdrawals.models import Withdrawal
 
@@ -158,4 +160,126 @@ def transfer_row(row):
         "status": review_status,
         "submit_time": transfer.created_at,
         "user_name": user_name(owner),
+    }
+
+
+# Trading reports (synced from the trading servers) ------------------------------------
+
+
+def _trading_query(model, user, filters, time_column):
+    """Rows of `model` joined to their CRM account and its owner, in the caller's scope."""
+    query = (
+        select(model, TradingAccount, User)
+        .join(TradingAccount, TradingAccount.id == model.trading_account_id)
+        .join(User, User.id == TradingAccount.user_id)
+        .where(visible_to(user, TradingAccount.user_id))
+    )
+    if filters.get("trading_account_id"):
+        query = query.where(model.trading_account_id == filters["trading_account_id"])
+    if filters.get("server_id"):
+        query = query.where(model.server_id == filters["server_id"])
+    if filters.get("account"):
+        account = filters["account"].strip()
+        query = query.where(model.login == int(account)) if account.isdigit() else query.where(false())
+    if filters.get("symbol"):
+        query = query.where(model.symbol == filters["symbol"].strip().upper())
+    if filters.get("start_time"):
+        query = query.where(time_column >= filters["start_time"])
+    if filters.get("end_time"):
+        query = query.where(time_column <= filters["end_time"])
+    return query.order_by(time_column.desc(), model.id.desc())
+
+
+def _ticket_filter(query, columns, order_number):
+    if not order_number:
+        return query
+    text = order_number.strip()
+    if not text.isdigit() or len(text) > 18:
+        return query.where(false())
+    return query.where(or_(*(column == int(text) for column in columns)))
+
+
+def history_orders_query(user, filters):
+    """#38: one row per closed position (a partial close is a row of its own)."""
+    time_column = ClosedPosition.open_time if filters.get("time_type") == "open" else ClosedPosition.close_time
+    query = _trading_query(ClosedPosition, user, filters, time_column)
+    if filters.get("trading_type") and filters["trading_type"] != "all":
+        query = query.where(ClosedPosition.side == filters["trading_type"].lower())
+    return _ticket_filter(
+        query, (ClosedPosition.position_id, ClosedPosition.close_deal_ticket), filters.get("order_number")
+    )
+
+
+def positions_query(user, filters):
+    """#40: open positions as last synced."""
+    query = _trading_query(OpenPosition, user, filters, OpenPosition.open_time)
+    if filters.get("trading_type") and filters["trading_type"] != "all":
+        query = query.where(OpenPosition.side == filters["trading_type"].lower())
+    return _ticket_filter(query, (OpenPosition.ticket,), filters.get("order_number"))
+
+
+def pending_orders_query(user, filters):
+    """#42: working pending orders as last synced."""
+    query = _trading_query(PendingOrder, user, filters, PendingOrder.setup_time)
+    if filters.get("trading_type") and filters["trading_type"] != "all":
+        query = query.where(PendingOrder.type == filters["trading_type"].lower())
+    return _ticket_filter(query, (PendingOrder.ticket,), filters.get("order_number"))
+
+
+def _trading_common(account, owner):
+    return {"trading_account": account_view(account), "user_name": user_name(owner), "currency": account.currency}
+
+
+def history_order_row(row):
+    position, account, owner = row
+    return {
+        **_trading_common(account, owner),
+        "order_number": str(position.position_id),
+        "symbol": position.symbol,
+        "trading_type": position.side.upper(),
+        "volume": position.volume,
+        "open_price": position.open_price,
+        "open_time": position.open_time,
+        "close_price": position.close_price,
+        "close_time": position.close_time,
+        "sl": position.sl,
+        "tp": position.tp,
+        "commission": position.commission,
+        "swap": position.swap,
+        "profit": position.profit,
+    }
+
+
+def position_row(row):
+    position, account, owner = row
+    return {
+        **_trading_common(account, owner),
+        "order_number": str(position.ticket),
+        "symbol": position.symbol,
+        "trading_type": position.side.upper(),
+        "volume": position.volume,
+        "leverage": account.leverage,
+        "open_price": position.open_price,
+        "open_time": position.open_time,
+        "close_price": position.current_price,
+        "sl": position.sl,
+        "tp": position.tp,
+        "commission": position.commission,
+        "swap": position.swap,
+        "profit": position.profit,
+    }
+
+
+def pending_order_row(row):
+    order, account, owner = row
+    return {
+        **_trading_common(account, owner),
+        "order_number": str(order.ticket),
+        "symbol": order.symbol,
+        "trading_type": order.type.upper(),
+        "volume": order.volume,
+        "pending_price": order.price,
+        "pending_time": order.setup_time,
+        "sl": order.sl,
+        "tp": order.tp,
     }
