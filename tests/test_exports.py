@@ -228,10 +228,37 @@ if "test-own-transfers-python" not in REPORTS:
     )
 
 
+def own_transfer_entities(user, filters):
+    """The shape the report packages use: ORM entities (with joined relationships) in a row."""
+    query = sa.select(Transfer, TradingAccount).join(TradingAccount, TradingAccount.id == Transfer.source_account_id)
+    return query.where(Transfer.user_id == user.id).order_by(Transfer.created_at.desc(), Transfer.id.desc())
+
+
+def own_transfer_entity_values(row):
+    transfer, source = row
+    target = transfer.target_account
+    cells = (transfer.order_number, transfer.created_at, str(source.login), str(target.login), transfer.amount)
+    return [*cells, transfer.currency, transfer.status, transfer.remark]
+
+
+if "test-own-transfers-entities" not in REPORTS:
+    register_report(
+        "test-own-transfers-entities",
+        columns=REPORTS["own-transfers"].columns,
+        query_for=own_transfer_entities,
+        row_to_values=own_transfer_entity_values,
+        title_i18n={"en": "Transfers"},
+    )
+
+
 @pytest.mark.parametrize(
     ("report", "line_end"),
-    [("own-transfers", b"\n"), ("test-own-transfers-python", b"\r\n")],
-    ids=["postgres-copy", "python-rows"],
+    [
+        ("own-transfers", b"\n"),
+        ("test-own-transfers-python", b"\r\n"),
+        ("test-own-transfers-entities", b"\r\n"),
+    ],
+    ids=["postgres-copy", "python-rows", "orm-entities"],
 )
 def test_csv_export_matches_the_list_route_row_for_row(app, client, owner, run_jobs, report, line_end):
     from crm_app.broker.services import update_setting
@@ -722,16 +749,21 @@ def test_a_file_error_in_the_middle_of_a_copy_fails_that_export_only(app, client
     user, _ = owner
     add_transfers(user, 10)
     broken_url, good_url = export(app, user), export(app, user)
-    real_write = CsvWriter.write_csv_bytes
+    real_sink = CsvWriter.csv_bytes_sink
     calls = []
 
-    def disk_full_once(self, chunk):
-        calls.append(chunk)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-        return real_write(self, chunk)
+    def disk_full_once(self):
+        write = real_sink(self)
 
-    monkeypatch.setattr(CsvWriter, "write_csv_bytes", disk_full_once)
+        def failing_write(chunk):
+            calls.append(chunk)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            return write(chunk)
+
+        return failing_write
+
+    monkeypatch.setattr(CsvWriter, "csv_bytes_sink", disk_full_once)
     run_jobs()
     broken = fresh(export_id_of(broken_url))
     assert broken.status == "failed" and "No space left on device" in broken.error

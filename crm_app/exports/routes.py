@@ -3,10 +3,16 @@
 from flask import current_app, send_file
 from flask.views import MethodView
 
-from crm_app.common.api import Blueprint, current_user
+from crm_app.common.api import Blueprint, ErrorSchema, current_user
 from crm_app.exports import schemas, services
+from crm_app.exports.writers import CONTENT_TYPES
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1/exports", description="Report exports")
+
+FILE_CONTENT = {
+    content_type.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+    for content_type in CONTENT_TYPES.values()
+}
 
 
 @blp.route("/<export_id>")
@@ -26,6 +32,10 @@ class ExportDownload(MethodView):
     @blp.arguments(schemas.DownloadQuerySchema, location="query")
     @blp.response(200, content_type="application/octet-stream", description="The file (CSV, XLSX or PDF)")
     @blp.alt_response(202, schema=schemas.ExportProgressSchema, description="Not ready yet: progress")
+    @blp.alt_response(403, schema=ErrorSchema, description="Tampered link")
+    @blp.alt_response(409, schema=ErrorSchema, description="The export failed: `errors.reason` says why")
+    @blp.alt_response(410, schema=ErrorSchema, description="The link has expired")
+    @blp.doc(responses={"200": {"description": "The file (CSV, XLSX or PDF)", "content": FILE_CONTENT}})
     def get(self, args, export_id):
         """Download an export through its signed link (no bearer token)
 

@@ -25,7 +25,7 @@ from sqlalchemy import String, delete, func, select, text, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.orm import aliased
 
-from crm_app.common.errors import DomainError, ServiceUnavailable, TooManyRequests, ValidationFailed
+from crm_app.common.errors import DomainError, NotFound, ServiceUnavailable, TooManyRequests, ValidationFailed
 from crm_app.common.i18n import LANGUAGES, current_language
 from crm_app.common.runtime import runtime
 from crm_app.common.timeutil import utcnow
@@ -56,6 +56,8 @@ DEFAULTS = {
 # The worker's hard limit for one export (RQ kills the job past it).
 EXPORT_JOB_TIMEOUT_SECONDS = 3 * 3600
 STREAM_BATCH_ROWS = 1000
+# Excel's limit for a sheet, less the header row.
+XLSX_MAX_ROWS = 1_048_575
 # Progress is written at most this often: a person watches it, the database need not.
 PROGRESS_EVERY_ROWS = 1000
 PROGRESS_EVERY_SECONDS = 0.5
@@ -318,8 +320,6 @@ def download_url(export):
 
 def get_visible_export(export_id, viewer):
     """The export if the viewer owns it or is an admin; otherwise it does not exist."""
-    from crm_app.common.errors import NotFound
-
     export = db.session.get(ExportJob, export_id) if EXPORT_ID_PATTERN.fullmatch(export_id or "") else None
     if export is None or (export.owner_id != viewer.id and viewer.user_type != "admin"):
         raise NotFound()
@@ -447,6 +447,11 @@ def _build(session, export):
                 f"{total} rows is too many for a PDF (at most {setting('EXPORT_PDF_MAX_ROWS')}); "
                 "export as CSV or XLSX, or narrow the filters"
             )
+        if export.format == "xlsx" and total > XLSX_MAX_ROWS:
+            raise ExportError(
+                f"{total} rows is too many for one Excel sheet (at most {XLSX_MAX_ROWS}); "
+                "export as CSV, or narrow the filters"
+            )
         document = export_document(export, source, filters, total)
         key = f"exports/{export_id}.{export.format}"
         with tempfile.TemporaryDirectory(prefix="export-") as folder:
@@ -559,6 +564,7 @@ def _copy_rows(session, statement, writer, export_id, total):
     compiled = statement.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
     driver = session.connection().connection.driver_connection
     pgconn = driver.pgconn
+    write = writer.csv_bytes_sink()
     done = 0
     next_report = PROGRESS_EVERY_ROWS
     last_report = time.monotonic()
@@ -568,7 +574,7 @@ def _copy_rows(session, statement, writer, export_id, total):
                 size, row = pgconn.get_copy_data(0)  # blocks for the next row; -1 at the end
                 if size < 0:
                     break
-                writer.write_csv_bytes(row)
+                write(row)
                 done += 1
                 if done == next_report:
                     next_report += PROGRESS_EVERY_ROWS

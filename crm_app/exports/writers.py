@@ -153,7 +153,6 @@ class CsvWriter:
         self.file = open(path, "w", encoding="utf-8-sig", newline="")  # closed in close()
         self.writer = csv.writer(self.file)
         self.writer.writerow(document.headers)
-        self.raw = None
 
     def write_row(self, values):
         converters = self.converters
@@ -164,12 +163,11 @@ class CsvWriter:
             return formula_safe(str(value))
         return text_of(value, self.zone)
 
-    def write_csv_bytes(self, chunk):
-        """Rows already written as UTF-8 CSV (by PostgreSQL's COPY), after the header."""
-        if self.raw is None:
-            self.file.flush()
-            self.raw = self.file.buffer
-        self.raw.write(chunk)
+    def csv_bytes_sink(self):
+        """Where rows already written as UTF-8 CSV (by PostgreSQL's COPY) go, after the
+        header: a plain `write(bytes)`, called once a row."""
+        self.file.flush()
+        return self.file.buffer.write
 
     def close(self):
         self.file.close()
@@ -235,8 +233,8 @@ class XlsxWriter:
             (label("generated_at", language), self.document.generated_text),
             (label("rows", language), self.document.rows_total),
         ):
-            about.append([name, self._clean(str(value))])
-        about.append([label("filters", language), self._clean(self.document.filters_text)])
+            about.append([name, self._cell(str(value))])
+        about.append([label("filters", language), self._cell(self.document.filters_text)])
         self.workbook.save(self.path)
 
 
@@ -328,7 +326,7 @@ class PdfWriter:
         ]
         for index, align in enumerate(document.aligns):
             if align == "right":
-                style.append(("ALIGN", (index, 1), (index, -1), "RIGHT"))
+                style.append(("ALIGN", (index, 0), (index, -1), "RIGHT"))
         self.table_style = style
         self.page = 0
         self.rows = []

@@ -3,7 +3,8 @@
 from flask.views import MethodView
 
 from crm_app.common.api import Blueprint, current_user
-from crm_app.reports import schemas, services
+from crm_app.exports.routes import export_route
+from crm_app.reports import exports, schemas, services  # noqa: F401 - exports registers the sources
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Reports")
 
@@ -71,3 +72,15 @@ class PendingOrderReport(MethodView):
     def get(self, args):
         """查询挂单报表 Working pending orders, as last synced from the trading servers"""
         return report_page(services.pending_orders_query(current_user, args), services.pending_order_row, args)
+
+
+# Exports: the list's filters (and `format`) in the body; the file is built by a worker.
+for name, query_schema, summary in (
+    ("withdrawals", schemas.WithdrawalReportQuerySchema, "出金报表导出 Export the withdrawal report"),
+    ("deposits", schemas.DepositReportQuerySchema, "入金报表导出 Export the deposit report"),
+    ("history-orders", schemas.HistoryOrderQuerySchema, "导出历史订单报表 Export the closed orders report"),
+    ("positions", schemas.PositionQuerySchema, "导出持仓报表 Export the open positions report"),
+    ("pending-orders", schemas.PendingOrderQuerySchema, "导出挂单报表 Export the pending orders report"),
+    ("transfers", schemas.TransferReportQuerySchema, "导出转账报表 Export the transfer report"),
+):
+    export_route(blp, f"/{name}/export", name, query_schema, summary=summary)

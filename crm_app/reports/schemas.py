@@ -12,10 +12,6 @@ class TimeRangeSchema(Schema):
     end_time = BrokerTime(metadata={"description": "YYYY-MM-DD HH:MM:SS in the broker's timezone"})
 
 
-class ExportFormatSchema(Schema):
-    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "xlsx", "pdf")))
-
-
 class DepositReportQuerySchema(PageQuerySchema, TimeRangeSchema):
     status = fields.String(
         required=True,

@@ -1,0 +1,140 @@
+"""The seed's reports as export sources: the same query and rows as the list routes."""
+
+from crm_app.exports.services import Column, register_report
+from crm_app.reports import services
+
+H = {
+    "order_number": ("Order number", "订单号", "訂單號"),
+    "submit_time": ("Submit time", "提交时间", "提交時間"),
+    "user_name": ("Client", "客户", "客戶"),
+    "account": ("Trading account", "交易账号", "交易帳號"),
+    "server_name": ("Server", "服务器", "伺服器"),
+    "method": ("Method", "方式", "方式"),
+    "amount": ("Amount", "金额", "金額"),
+    "fee": ("Fee", "手续费", "手續費"),
+    "currency": ("Currency", "币种", "幣種"),
+    "status": ("Status", "状态", "狀態"),
+    "auditor_name": ("Auditor", "审核人", "審核人"),
+    "source_trading_account": ("From account", "转出账户", "轉出帳戶"),
+    "target_trading_account": ("To account", "转入账户", "轉入帳戶"),
+    "trading_account": ("Trading account", "交易账号", "交易帳號"),
+    "symbol": ("Symbol", "交易品种", "交易品種"),
+    "trading_type": ("Type", "交易类型", "交易類型"),
+    "volume": ("Volume (lots)", "手数", "手數"),
+    "open_price": ("Open price", "开仓价", "開倉價"),
+    "open_time": ("Open time", "开仓时间", "開倉時間"),
+    "close_price": ("Close price", "平仓价", "平倉價"),
+    "close_time": ("Close time", "平仓时间", "平倉時間"),
+    "sl": ("S/L", "止损", "止損"),
+    "tp": ("T/P", "止盈", "止盈"),
+    "commission": ("Commission", "佣金", "佣金"),
+    "swap": ("Swap", "隔夜利息", "隔夜利息"),
+    "profit": ("Profit", "盈亏", "盈虧"),
+    "leverage": ("Leverage", "杠杆", "槓桿"),
+    "pending_price": ("Pending price", "挂单价", "掛單價"),
+    "pending_time": ("Pending time", "挂单时间", "掛單時間"),
+}
+RIGHT = {"amount", "fee", "volume", "open_price", "close_price", "sl", "tp", "commission", "swap", "profit"}
+FILTER_LABELS = {
+    key: dict(zip(("en", "zh-CN", "zh-TW"), texts, strict=True))
+    for key, texts in {
+        "start_time": ("From", "开始时间", "開始時間"),
+        "end_time": ("To", "结束时间", "結束時間"),
+        "status": ("Status", "状态", "狀態"),
+        "method": ("Method", "方式", "方式"),
+        "order_number": ("Order number", "订单号", "訂單號"),
+        "account": ("Trading account", "交易账号", "交易帳號"),
+        "symbol": ("Symbol", "交易品种", "交易品種"),
+        "trading_type": ("Type", "交易类型", "交易類型"),
+        "time_type": ("Time of", "时间类型", "時間類型"),
+        "server_id": ("Server", "服务器", "伺服器"),
+        "trading_account_id": ("Account id", "账户ID", "帳戶ID"),
+    }.items()
+}
+
+
+def flat(value):
+    """Nested trading accounts become their login in a file."""
+    return value["account"] if isinstance(value, dict) else value
+
+
+def register(name, keys, query_for, row_view, title):
+    columns = [
+        Column(key, dict(zip(("en", "zh-CN", "zh-TW"), H[key], strict=True)), align="right" if key in RIGHT else "left")
+        for key in keys
+    ]
+
+    def values(row):
+        view = row_view(row)
+        return [flat(view.get(key)) for key in keys]
+
+    register_report(
+        name,
+        columns,
+        query_for,
+        values,
+        dict(zip(("en", "zh-CN", "zh-TW"), title, strict=True)),
+        filter_labels=FILTER_LABELS,
+    )
+
+
+MONEY_KEYS = [
+    "order_number",
+    "submit_time",
+    "user_name",
+    "account",
+    "server_name",
+    "method",
+    "amount",
+    "fee",
+    "currency",
+    "status",
+    "auditor_name",
+]
+TRADE_KEYS = ["order_number", "user_name", "trading_account", "symbol", "trading_type", "volume"]
+
+register(
+    "withdrawals",
+    MONEY_KEYS,
+    services.withdrawals_query,
+    services.withdrawal_row,
+    ("Withdrawals", "出金报表", "出金報表"),
+)
+register("deposits", MONEY_KEYS, services.deposits_query, services.deposit_row, ("Deposits", "入金报表", "入金報表"))
+register(
+    "transfers",
+    [
+        "order_number",
+        "submit_time",
+        "user_name",
+        "source_trading_account",
+        "target_trading_account",
+        "amount",
+        "currency",
+        "status",
+    ],
+    services.transfers_query,
+    services.transfer_row,
+    ("Transfers", "转账报表", "轉帳報表"),
+)
+register(
+    "history-orders",
+    TRADE_KEYS + ["open_price", "open_time", "close_price", "close_time", "sl", "tp", "commission", "swap", "profit"],
+    services.history_orders_query,
+    services.history_order_row,
+    ("Closed orders", "历史订单报表", "歷史訂單報表"),
+)
+register(
+    "positions",
+    TRADE_KEYS + ["leverage", "open_price", "open_time", "close_price", "sl", "tp", "commission", "swap", "profit"],
+    services.positions_query,
+    services.position_row,
+    ("Open positions", "持仓报表", "持倉報表"),
+)
+register(
+    "pending-orders",
+    TRADE_KEYS + ["pending_price", "pending_time", "sl", "tp"],
+    services.pending_orders_query,
+    services.pending_order_row,
+    ("Pending orders", "挂单报表", "掛單報表"),
+)
