@@ -121,6 +121,19 @@ def load_config(overrides=None):
         "DEPOSIT_DRAFT_TTL_HOURS": env_int("DEPOSIT_DRAFT_TTL_HOURS", 24),
         # Internal transfers up to this amount need no review
         "TRANSFER_AUTO_APPROVE_MAX": env_str("TRANSFER_AUTO_APPROVE_MAX", "1000.00"),
+        # Exports
+        "EXPORT_LINK_TTL_HOURS": env_int("EXPORT_LINK_TTL_HOURS", 24),
+        "EXPORT_PDF_MAX_ROWS": env_int("EXPORT_PDF_MAX_ROWS", 20000),
+        "EXPORT_MAX_ACTIVE_PER_USER": env_int("EXPORT_MAX_ACTIVE_PER_USER", 5),
+        # Trading-data sync (windows, overlap at the edges, lease, retries)
+        "SYNC_WINDOW_SECONDS": env_int("SYNC_WINDOW_SECONDS", 6 * 3600),
+        "SYNC_OVERLAP_SECONDS": env_int("SYNC_OVERLAP_SECONDS", 600),
+        "SYNC_LOGIN_BATCH": env_int("SYNC_LOGIN_BATCH", 100),
+        "SYNC_LEASE_SECONDS": env_int("SYNC_LEASE_SECONDS", 300),
+        "SYNC_RETRY_ATTEMPTS": env_int("SYNC_RETRY_ATTEMPTS", 4),
+        "SYNC_RETRY_DELAY_MS": env_int("SYNC_RETRY_DELAY_MS", 200),
+        "SYNC_BACKFILL_MARGIN_SECONDS": env_int("SYNC_BACKFILL_MARGIN_SECONDS", 86400),
+        "SYNC_FIGURES_MAX_AGE_SECONDS": env_int("SYNC_FIGURES_MAX_AGE_SECONDS", 3600),
         # Trading servers
         "TRADING_TIMEOUT_SECONDS": env_int("TRADING_TIMEOUT_SECONDS", 10),
         # Uploads
