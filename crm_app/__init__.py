@@ -64,6 +64,7 @@ def import_models():
     import crm_app.funding.models  # noqa: F401
     import crm_app.kyc.models  # noqa: F401
     import crm_app.money.models  # noqa: F401
+    import crm_app.rebates.models  # noqa: F401
     import crm_app.review.models  # noqa: F401
     import crm_app.sync.models  # noqa: F401
     import crm_app.trading.models  # noqa: F401
@@ -85,6 +86,8 @@ def register_blueprints(app, api):
     from crm_app.kyc.routes import admin_blp as kyc_admin_blp
     from crm_app.kyc.routes import blp as kyc_blp
     from crm_app.kyc.routes import everify_blp
+    from crm_app.rebates.routes import admin_blp as rebates_admin_blp
+    from crm_app.rebates.routes import blp as rebates_blp
     from crm_app.reports.routes import blp as reports_blp
     from crm_app.review.routes import blp as review_blp
     from crm_app.sync.routes import blp as sync_blp
@@ -112,6 +115,8 @@ def register_blueprints(app, api):
         withdrawals_blp,
         ib_blp,
         exports_blp,
+        rebates_admin_blp,
+        rebates_blp,
         kyc_blp,
         kyc_admin_blp,
         everify_blp,

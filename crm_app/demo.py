@@ -246,6 +246,9 @@ def seed_demo():
     from crm_app.funding.demo import seed_funding_demo
 
     seed_funding_demo()
+    from crm_app.rebates.demo import seed_rebates_demo
+
+    seed_rebates_demo()
 
     admin = ensure_user(*DEMO_ADMIN, "admin", first_name="Demo", last_name="Admin")
     ib = ensure_user(DEMO_IB, DEMO_PASSWORD, "ib", first_name="Iris", last_name="Broker")

@@ -13,6 +13,7 @@ from rq.cron import CronScheduler
 from crm_app import create_app
 from workers.exports import remove_expired_export_files
 from workers.money import expire_deposit_drafts, reconcile_balance_operations
+from workers.rebates import calculate_rebates, settle_rebates
 from workers.sync import sync_all_servers
 
 
@@ -35,6 +36,18 @@ def main():
         queue_name=sync_all_servers.queue_name,
         interval=int(os.environ.get("SYNC_INTERVAL_SECONDS", "60")),
         job_timeout=sync_all_servers.job_options["job_timeout"],
+    )
+    scheduler.register(
+        calculate_rebates,
+        queue_name=calculate_rebates.queue_name,
+        interval=int(os.environ.get("REBATE_INTERVAL_SECONDS", "60")),
+        job_timeout=calculate_rebates.job_options["job_timeout"],
+    )
+    scheduler.register(
+        settle_rebates,
+        queue_name=settle_rebates.queue_name,
+        interval=int(os.environ.get("REBATE_SETTLEMENT_INTERVAL_SECONDS", "86400")),
+        job_timeout=settle_rebates.job_options["job_timeout"],
     )
     scheduler.start()
 

@@ -1,0 +1,229 @@
+from decimal import Decimal
+
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
+
+from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema, list_schema
+from crm_app.rebates.models import RULE_MODES
+
+NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
+MAX_ID = 2**31 - 1
+TIME_SEARCH_TYPES = ("calculate_at", "grant_at")
+
+
+# Rules -----------------------------------------------------------------------------------
+
+
+class RebateRuleSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    rule_key = fields.Integer(dump_only=True, metadata={"description": "The same for every version of one rule"})
+    name = fields.String(load_default="", validate=validate.And(validate.Length(max=100), NO_NUL))
+    account_type_id = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "The account type it covers (none: any, or by `mt_group_pattern`)"},
+    )
+    mt_group_pattern = fields.String(
+        allow_none=True,
+        validate=validate.And(validate.Length(max=64), NO_NUL),
+        metadata={"description": "MT group pattern (fnmatch: `real\\\\*`), instead of or with the account type"},
+    )
+    symbol_pattern = fields.String(
+        load_default="*",
+        validate=validate.And(validate.Length(min=1, max=32), NO_NUL),
+        metadata={"description": "Symbol pattern (fnmatch, any case): `EURUSD`, `XAU*`, `*`"},
+    )
+    mode = fields.String(
+        required=True,
+        validate=validate.OneOf(RULE_MODES),
+        metadata={
+            "description": "`per_lot`: amount per lot closed; `commission_percent`: percent of the trade's commission"
+        },
+    )
+    level_amounts = fields.List(
+        Money(places=4),
+        required=True,
+        validate=validate.Length(min=1, max=20),
+        metadata={"description": "Per IB level, level 1 (the client's own IB) first"},
+    )
+    upline_difference_only = fields.Boolean(
+        load_default=False,
+        metadata={"description": "An upline earns only its amount minus the amount of the level below it"},
+    )
+    min_holding_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0, max=365 * 86400))
+    priority = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=-1000, max=1000),
+        metadata={
+            "description": "Where several rules match a trade, the highest priority wins, then the most specific"
+        },
+    )
+    enabled = fields.Boolean(load_default=True)
+    valid_from = BrokerTime(
+        metadata={"description": "Start of this version (default now; a change through PUT starts a new one now)"}
+    )
+    valid_to = BrokerTime(dump_only=True, allow_none=True, metadata={"description": "End of this version (closed)"})
+    created_at = BrokerTime(dump_only=True)
+
+    @validates("level_amounts")
+    def check_amounts(self, value, **kwargs):
+        if any(amount < Decimal(0) for amount in value):
+            raise ValidationError("Amounts must not be negative.")
+
+    @validates_schema
+    def check_mode(self, data, **kwargs):
+        if data.get("mode") == "commission_percent" and any(a > 100 for a in data.get("level_amounts") or []):
+            raise ValidationError({"level_amounts": ["A percentage is at most 100."]})
+
+
+class RebateRuleUpdateSchema(RebateRuleSchema):
+    """PUT: fields not sent stay; the change takes effect now as a new version."""
+
+    class Meta:
+        exclude = ("valid_from",)
+
+    name = fields.String(validate=validate.And(validate.Length(max=100), NO_NUL))
+    symbol_pattern = fields.String(validate=validate.And(validate.Length(min=1, max=32), NO_NUL))
+    mode = fields.String(validate=validate.OneOf(RULE_MODES))
+    level_amounts = fields.List(Money(places=4), validate=validate.Length(min=1, max=20))
+    upline_difference_only = fields.Boolean()
+    min_holding_seconds = fields.Integer(validate=validate.Range(min=0, max=365 * 86400))
+    priority = fields.Integer(validate=validate.Range(min=-1000, max=1000))
+    enabled = fields.Boolean()
+
+
+class RuleListQuerySchema(PageQuerySchema):
+    history = fields.Boolean(
+        load_default=False, metadata={"description": "Also list closed versions (default: current versions only)"}
+    )
+
+
+RebateRuleListSchema = list_schema(RebateRuleSchema, "RebateRuleListSchema")
+
+
+class RunRequestSchema(Schema):
+    settle = fields.Boolean(load_default=False, metadata={"description": "Settle and pay unpaid rebates too"})
+
+
+class RunAnswerSchema(Schema):
+    deals = fields.Integer(metadata={"description": "Closing deals read"})
+    rebates = fields.Integer(metadata={"description": "Rebate rows written (one per closing deal per IB)"})
+    settlements = fields.Integer(metadata={"description": "Settlements made (with settle)"})
+    paid = fields.Integer(metadata={"description": "Settlements paid on the trading server (with settle)"})
+
+
+# Reports ---------------------------------------------------------------------------------
+
+
+class RebateQuerySchema(PageQuerySchema):
+    start_time = BrokerTime(metadata={"description": "Calculated from (YYYY-MM-DD HH:MM:SS)"})
+    end_time = BrokerTime(metadata={"description": "Calculated up to"})
+
+
+class RebateRecordSchema(Schema):
+    rebate_id = fields.Integer()
+    client_user_id = fields.Integer()
+    client_user_name = fields.String(
+        metadata={"description": "The client's name (the seed types it as a number; served as a string)"}
+    )
+    ib_user_id = fields.Integer()
+    ib_user_name = fields.String(
+        metadata={"description": "The receiving IB's name (the seed types it as a number; served as a string)"}
+    )
+    open_time = BrokerTime(allow_none=True)
+    close_time = BrokerTime()
+    payment_time = BrokerTime(allow_none=True, metadata={"description": "When its settlement was paid"})
+    settlement_time = BrokerTime(allow_none=True, metadata={"description": "When it was settled"})
+    rebate_type = fields.String(metadata={"description": "`per_lot` or `commission_percent` (empty: no rule)"})
+    symbol = fields.String()
+    trade_profit = Money()
+    volume = Money(places=2, metadata={"description": "Lots closed"})
+    level = fields.Integer(metadata={"description": "1 = the client's own IB; 0 = the IB's own trade"})
+    amount = Money()
+    currency = fields.String()
+    reason = fields.String(
+        metadata={
+            "description": "Why the amount is zero: `no_rule`, `held_too_short`, `own_trade`, "
+            "`level_not_covered`, `no_difference` (empty when paid)"
+        }
+    )
+    rule_id = fields.Integer(allow_none=True, metadata={"description": "The rule version used"})
+    mt_order_number = fields.String()
+
+
+RebateListSchema = list_schema(RebateRecordSchema, "IbRebateListSchema")
+
+
+class CommissionFilterSchema(Schema):
+    time_search_type = fields.String(
+        load_default="calculate_at",
+        validate=validate.OneOf(TIME_SEARCH_TYPES),
+        metadata={"description": "Which time the range applies to"},
+    )
+    start_time = BrokerTime(metadata={"description": "From (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
+    end_time = BrokerTime(metadata={"description": "To (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
+    page = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
+    size = fields.Integer(validate=validate.Range(min=1, max=200))
+
+
+class CommissionDetailFilterSchema(CommissionFilterSchema):
+    client_user_name = fields.String(
+        validate=validate.And(validate.Length(max=200), NO_NUL),
+        metadata={"description": "客户用户名: the client's name or email (partial, any case)"},
+    )
+    rebate_aggregation_id = fields.String(
+        validate=validate.And(validate.Length(max=12), NO_NUL),
+        metadata={"description": "The settlement (#59 `id`)"},
+    )
+
+
+class CommissionQuerySchema(CommissionFilterSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
+
+
+class CommissionDetailQuerySchema(CommissionDetailFilterSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
+
+
+class CommissionDetailSchema(Schema):
+    id = fields.Integer(metadata={"description": "The rebate's id"})
+    amount = Money()
+    calculate_at = BrokerTime()
+    grant_at = BrokerTime(allow_none=True)
+    client_user_name = fields.String()
+    ib_user_name = fields.String()
+    sub_ib_user_name = fields.String(
+        metadata={"description": "The IB below this one through which the client came (empty for its own clients)"}
+    )
+    open_price = Money(places=5, allow_none=True)
+    close_price = Money(places=5, allow_none=True)
+    currency = fields.String()
+    mt_order_number = fields.String(metadata={"description": "The closing order on the trading server"})
+    order_number = fields.String(metadata={"description": "The closing deal on the trading server"})
+    profit = Money()
+    symbol = fields.String()
+    trigger_event = fields.String(metadata={"description": "What triggered the rebate: `position_close`"})
+    volume = fields.Float(metadata={"description": "Lots closed"})
+    level = fields.Integer()
+    rebate_aggregation_id = fields.Integer(allow_none=True, metadata={"description": "Its settlement"})
+
+
+CommissionDetailListSchema = list_schema(CommissionDetailSchema, "IbCommissionDetailListSchema")
+
+
+class CommissionSchema(Schema):
+    id = fields.Integer()
+    order_number = fields.String()
+    calculate_at = BrokerTime(allow_none=True, metadata={"description": "Latest calculation time of its rebates"})
+    grant_at = BrokerTime(allow_none=True, metadata={"description": "When it was paid"})
+    currency = fields.String()
+    login_id = fields.String(metadata={"description": "The trading account it is paid to"})
+    total_amount = Money()
+    total_orders = fields.Integer()
+    user_email = fields.String()
+    user_name = fields.String()
+    status = fields.String(metadata={"description": "`paying`, `paid` or `failed`"})
+
+
+CommissionListSchema = list_schema(CommissionSchema, "IbCommissionListSchema")
