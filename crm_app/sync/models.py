@@ -145,6 +145,9 @@ class ClosedPosition(db.Model):
         Index("ix_closed_positions_account_close", "trading_account_id", "close_time", "id"),
         Index("ix_closed_positions_account_open", "trading_account_id", "open_time", "id"),
         Index("ix_closed_positions_close", "close_time", "id"),
+        # The exact total of an admin's closed-orders report over a time range, read
+        # from the index alone (no heap pages).
+        Index("ix_closed_positions_close_account", "close_time", "trading_account_id"),
         Index("ix_closed_positions_open", "open_time", "id"),
         Index("ix_closed_positions_login_close", "server_id", "login", "close_time"),
         Index("ix_closed_positions_symbol_close", "symbol", "close_time"),
