@@ -381,15 +381,14 @@ def rebate_rows(positions, rules, now):
 def _insert(rows):
     if not rows:
         return 0
-    inserted = 0
-    for start in range(0, len(rows), 1000):
-        statement = (
-            pg_insert(Rebate)
-            .values(rows[start : start + 1000])
-            .on_conflict_do_nothing(index_elements=["server_id", "close_deal_ticket", "ib_id"])
-        )
-        inserted += len(db.session.execute(statement.returning(Rebate.id)).all())
-    return inserted
+    # One fixed statement with the rows as parameters: compiled once and cached, sent in
+    # batches by the driver (a VALUES list built per batch cost 95% of the engine's time).
+    statement = (
+        pg_insert(Rebate)
+        .on_conflict_do_nothing(index_elements=["server_id", "close_deal_ticket", "ib_id"])
+        .returning(Rebate.id)
+    )
+    return len(db.session.execute(statement, rows).all())
 
 
 def calculate_rebates(batch_size=BATCH_SIZE, max_batches=None):
