@@ -360,6 +360,9 @@ def test_activity_under_faults_converges_to_exactly_the_servers_deals(server_id,
             sim.control("POST", "/sim/activity", {"server": SIM_SERVER, "logins": logins, "minutes": 30,
                                                   "seed": 1000 + round_number})  # fmt: skip
             statuses.append(services.sync_server(server_id).status)
+        # A real server's clock keeps moving; the simulator's stands still between calls, and a
+        # deal stamped in the very second a run reads the clock belongs to the next window.
+        let_the_clock_move_on(sim)
         for _ in range(25):
             statuses.append(services.sync_server(server_id).status)
             if statuses[-1] == "succeeded" and statuses[-2] == "succeeded":
