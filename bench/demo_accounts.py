@@ -1,6 +1,6 @@
 """Demo accounts per second: POST /api/v1/client/trading-accounts against the MT simulator.
 
-    python -m bench.demo_accounts [--accounts 1000] [--concurrency 8] [--workers 2]
+    python -m bench.demo_accounts [--accounts 1000] [--concurrency 8] [--rounds 1] [--workers 2]
                                   [--sim-database sqlite|postgres] [--admin-url URL] [--max-load 1.0]
 
 1. Creates a PostgreSQL database of its own for the CRM (through the admin URL) and a
@@ -11,17 +11,21 @@
 3. Runs the release step (`flask db upgrade`) and `flask seed-demo` with `MT_SIMULATOR_URL`
    pointing at that simulator, so the demo trading servers are the simulator's, then starts
    gunicorn for `wsgi:app` with the Procfile's web flags and a web dyno's environment.
-4. Signs in as the demo client, finds the "Demo Standard" account type (MT5), and opens
-   `--accounts` demo accounts with `--concurrency` threads, each on one keep-alive
-   http.client connection. Nothing is retried: a failure counts as an error.
+4. Signs in as the demo client, finds the "Demo Standard" account type (MT5), optionally
+   waits for the machine to calm down (`--max-load`), and opens `--accounts` demo accounts
+   from `--concurrency` threads, each with one keep-alive http.client connection (reopened
+   when the server closes it, which gunicorn's sync workers do after every answer).
+   Nothing is retried: a failure counts as an error.
 5. Checks the outcome: the CRM's database holds exactly N new trading accounts of the demo
    client with N distinct logins (the ids the API answered), the API lists them, and every
    login exists on the simulator (its own database) in the account type's group, leverage 100.
 6. Prints accounts/s, p50/p95/p99 latency, errors, the CPU time each process group used
-   during the run, and the settings; stops both servers and drops both databases, whatever
-   happened.
+   during the run (gunicorn, simulator, the bench databases' PostgreSQL backends, the client,
+   everything else on the machine) and the settings; stops both servers and drops both
+   databases, whatever happened.
 
-`--concurrency 1,4,8` runs the whole sequence once per level, each on fresh databases.
+`--concurrency 1,4,8` runs the whole sequence once per level, each on fresh databases;
+`--rounds R` repeats that list and reports medians.
 Exit status: 0 when every request answered 201 and every check passed, 1 otherwise.
 """
 
@@ -637,6 +641,8 @@ def print_report(args, outcomes):
 
 def main(argv=None):
     args = parse_args(argv)
+    # A plain kill still stops the servers and drops the databases (the ExitStack unwinds).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     outcomes = []
     for number in range(1, args.rounds + 1):
         for concurrency in args.levels:
