@@ -6,15 +6,22 @@ deploy does no harm.
 
 import logging
 import os
+import time
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 
 from crm_app import create_app
 from workers.exports import remove_expired_export_files
 from workers.money import expire_deposit_drafts, reconcile_balance_operations
 from workers.rebates import calculate_rebates, settle_rebates
 from workers.sync import sync_all_servers
+
+log = logging.getLogger(__name__)
+REDIS_RETRY_SECONDS = (1, 2, 5, 10)
 
 
 def main():
@@ -49,7 +56,28 @@ def main():
         interval=int(os.environ.get("REBATE_SETTLEMENT_INTERVAL_SECONDS", "86400")),
         job_timeout=settle_rebates.job_options["job_timeout"],
     )
-    scheduler.start()
+    run_through_redis_outages(scheduler)
+
+
+def run_through_redis_outages(scheduler):
+    """RQ's scheduler loop ends on the first Redis error; a restarted Redis must not stop
+    the periodic jobs (the reconciler above all), so start the loop again once it answers."""
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            scheduler.start()
+            return  # stopped by a signal
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if time.monotonic() - started > 60:
+                failures = 0
+            delay = REDIS_RETRY_SECONDS[min(failures, len(REDIS_RETRY_SECONDS) - 1)]
+            failures += 1
+            log.warning("clock: Redis unreachable (%s); starting again in %s s", exc, delay)
+            try:
+                time.sleep(delay)
+            except StopRequested:  # SIGTERM while waiting (RQ's handler raises it)
+                return
 
 
 if __name__ == "__main__":
