@@ -20,6 +20,7 @@ def create_app(overrides=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     from crm_app.common.api import register_security_scheme
+    from crm_app.common.reads import configure_request_connections
     from crm_app.common.runtime import Runtime
     from crm_app.common.schemas import register_field_types
     from crm_app.extensions import api, db, jwt, migrate
@@ -33,7 +34,8 @@ def create_app(overrides=None):
     app.extensions["crm_runtime"] = Runtime(app)
 
     import_models()
-    configure_read_only_requests(app, db)
+    with app.app_context():
+        configure_request_connections(app, db)
     configure_jwt(jwt)
     register_blueprints(app, api)
     register_plain_routes(app)
@@ -122,22 +124,6 @@ def register_blueprints(app, api):
         everify_blp,
     ):
         api.register_blueprint(blueprint)
-
-
-def configure_read_only_requests(app, db):
-    """GET requests read without BEGIN/ROLLBACK round trips (and keep the driver's
-    prepared statements, which a ROLLBACK would drop). Whatever a GET writes
-    (cached trading figures) is a single statement that needs no transaction."""
-    from flask import request
-
-    @app.before_request
-    def read_without_transaction():
-        if (
-            request.method in ("GET", "HEAD", "OPTIONS")
-            and request.path.startswith("/api/")
-            and db.engine.dialect.name == "postgresql"
-        ):
-            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def configure_jwt(jwt):

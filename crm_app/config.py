@@ -70,9 +70,12 @@ def load_config(overrides=None):
         "SECRET_KEY": env_str("SECRET_KEY"),
         "JWT_SECRET_KEY": env_str("JWT_SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        # Pre-ping costs a round trip per request; without it a restarted database
-        # fails the one request per pooled connection that finds it gone (then reconnects).
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": env_bool("DATABASE_POOL_PRE_PING", True)},
+        # Pre-ping costs a round trip on every request. By default only a connection
+        # that sat idle in the pool longer than DATABASE_POOL_PING_IDLE_SECONDS is pinged
+        # (a restarted database is noticed there); a busy one that died fails one
+        # request, and then SQLAlchemy recycles the whole pool.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": env_bool("DATABASE_POOL_PRE_PING", False)},
+        "DATABASE_POOL_PING_IDLE_SECONDS": env_int("DATABASE_POOL_PING_IDLE_SECONDS", 10),
         "REDIS_URL": env_str("REDIS_URL"),
         # Tokens
         "JWT_ALGORITHM": "HS256",

@@ -7,6 +7,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from crm_app.common.api import Api
+from crm_app.common.reads import RequestSession
 
 # Stable constraint names, so Alembic revisions are the same on PostgreSQL and SQLite.
 NAMING_CONVENTION = {
@@ -22,7 +23,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+db = SQLAlchemy(model_class=Base, session_options={"class_": RequestSession})
 migrate = Migrate()
 jwt = JWTManager()
 api = Api()

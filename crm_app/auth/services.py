@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
@@ -25,6 +25,7 @@ from crm_app.common.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from crm_app.common.reads import read_connection
 from crm_app.common.runtime import runtime
 from crm_app.common.timeutil import to_unix, utcnow
 from crm_app.extensions import db
@@ -70,10 +71,65 @@ def issue_tokens(user, session):
     }
 
 
-def load_token_user(payload):
-    """The user a token speaks for, or None when its session was revoked.
+class Caller:
+    """The user a request's token speaks for.
 
-    One query per request: the user joined with the token's session.
+    The token check reads only what every request needs (id, type, status, token
+    version) as one plain row; any other attribute loads the ORM `User` once, so
+    views and services can treat the caller as a `User`.
+    """
+
+    __slots__ = ("id", "user_type", "status", "token_version", "_user")
+
+    def __init__(self, id, user_type, status, token_version):
+        set_slot = object.__setattr__
+        set_slot(self, "id", id)
+        set_slot(self, "user_type", user_type)
+        set_slot(self, "status", status)
+        set_slot(self, "token_version", token_version)
+        set_slot(self, "_user", None)
+
+    def __getattr__(self, name):
+        return getattr(self.orm_user(), name)
+
+    def __setattr__(self, name, value):
+        # Changes go to the ORM user (the session writes them); the copy here follows.
+        setattr(self.orm_user(), name, value)
+        if name in ("user_type", "status", "token_version"):
+            object.__setattr__(self, name, value)
+
+    def orm_user(self):
+        if self._user is None:
+            object.__setattr__(self, "_user", db.session.get(User, self.id))
+        return self._user
+
+    @property
+    def is_ib(self):
+        return self.user_type == "ib"
+
+    def __eq__(self, other):
+        return getattr(other, "id", None) == self.id and isinstance(other, (Caller, User))
+
+    def __hash__(self):
+        return hash(("user", self.id))
+
+    def __repr__(self):
+        return f"<Caller {self.id} {self.user_type}>"
+
+
+_users = User.__table__
+_sessions = AuthSession.__table__
+TOKEN_USER_QUERY = (
+    select(_users.c.id, _users.c.user_type, _users.c.status, _users.c.token_version, _sessions.c.revoked_at)
+    .join(_sessions, _sessions.c.user_id == _users.c.id)
+    .where(_users.c.id == bindparam("user_id"), _sessions.c.id == bindparam("session_id"))
+)
+
+
+def load_token_user(payload):
+    """The caller a token speaks for, or None when its session was revoked.
+
+    One plain-row query per request: the user joined with the token's session.
     """
     try:
         user_id = int(payload["sub"])
@@ -81,17 +137,15 @@ def load_token_user(payload):
         version = int(payload["ver"])
     except (KeyError, TypeError, ValueError):
         return None
-    row = db.session.execute(
-        select(User, AuthSession.revoked_at)
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == user_id, AuthSession.id == session_id)
-    ).first()
+    if not -(2**63) <= user_id < 2**63:
+        return None
+    row = read_connection().execute(TOKEN_USER_QUERY, {"user_id": user_id, "session_id": session_id}).first()
     if row is None:
         return None
-    user, revoked_at = row
-    if revoked_at is not None or user.token_version != version:
+    user_id, user_type, status, token_version, revoked_at = row
+    if revoked_at is not None or token_version != version:
         return None
-    return user
+    return Caller(user_id, user_type, status, token_version)
 
 
 def refresh_access_token(user, payload):

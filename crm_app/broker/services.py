@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from crm_app.admin.services import record_audit_log
 from crm_app.broker.models import BrokerSetting, Currency, Menu, PermissionAction
 from crm_app.common.errors import Conflict, NotFound
+from crm_app.common.reads import read_connection
 from crm_app.extensions import db
 
 I18N_EMPTY = {"en": "", "zh-CN": "", "zh-TW": ""}
@@ -199,7 +200,7 @@ def menu_tree(user_type):
     Read as plain rows: every page load asks for it, and it needs no ORM objects.
     """
     table = Menu.__table__
-    rows = db.session.execute(
+    rows = read_connection().execute(
         select(*(table.c[name] for name in MENU_COLUMNS))
         .where(table.c.user_type == user_type, table.c.status == 1)
         .order_by(table.c.sort_order, table.c.id)

@@ -1,0 +1,93 @@
+"""The database connection of a request, and cheap checks that pooled connections live.
+
+A GET under /api/ on PostgreSQL reads on one pooled connection in autocommit: no
+BEGIN/ROLLBACK round trips, and the driver keeps its prepared statements (a ROLLBACK
+would drop them). The token check and plain-row reads use that connection directly
+(`read_connection()`); the ORM session, if the view needs it, is bound to the same
+connection, so a request still checks out one connection. Whatever a GET writes
+(cached trading figures) is a single statement that needs no transaction.
+
+Every other request (and SQLite) reads inside the session's transaction, so a write
+sees what its own checks read.
+"""
+
+import time
+
+from flask import g, has_request_context, request
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
+
+READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+
+
+class RequestSession(FlaskSession):
+    """Flask-SQLAlchemy's session, bound to the request's read connection when it has one."""
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        if bind is None and has_request_context():
+            connection = g.get("read_connection")
+            if connection is not None:
+                return connection
+        return super().get_bind(mapper, clause=clause, bind=bind, **kwargs)
+
+
+def read_connection():
+    """The connection plain-row reads of this request go through."""
+    from crm_app.extensions import db
+
+    connection = g.get("read_connection")
+    if connection is not None:
+        return connection
+    if g.get("read_only_request"):
+        connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        g.read_connection = connection
+        return connection
+    return db.session.connection()
+
+
+def configure_request_connections(app, db):
+    postgres = db.engine.dialect.name == "postgresql"
+
+    @app.before_request
+    def mark_read_only_request():
+        if postgres and request.method in READ_METHODS and request.path.startswith("/api/"):
+            g.read_only_request = True
+
+    @app.teardown_appcontext
+    def release_read_connection(exc):
+        connection = g.pop("read_connection", None)
+        if connection is not None:
+            # The session may hold the connection: end it first, then give the
+            # connection back to the pool.
+            db.session.remove()
+            connection.close()
+
+    idle_seconds = app.config.get("DATABASE_POOL_PING_IDLE_SECONDS")
+    if idle_seconds and not app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping"):
+        ping_idle_connections(db.engine, idle_seconds)
+
+
+def ping_idle_connections(engine, idle_seconds):
+    """Ping a pooled connection at checkout only when it sat idle for a while.
+
+    A connection in steady use costs no extra round trip (pre-ping would cost one per
+    request); one that sat idle, for instance across a database restart, is checked
+    and silently replaced when dead. A busy connection that the database lost fails
+    its request once, and SQLAlchemy then recycles the whole pool.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def remember_checkin(dbapi_connection, connection_record):
+        connection_record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection, connection_record, connection_proxy):
+        checked_in_at = connection_record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("pooled connection is dead") from exc
