@@ -1,0 +1,629 @@
+"""Faults against the service as the Procfile runs it: web (gunicorn), worker, clock and
+the MT simulator as real processes, on a PostgreSQL cluster and a Redis server of their own.
+
+While several clients deposit, withdraw and transfer through the HTTP API (and an admin
+approves or rejects), the test restarts PostgreSQL, restarts Redis, SIGKILLs the worker and
+starts it again, and switches the simulator's faults on and off (errors, answers lost after
+the deal was applied, answers slower than the CRM waits). Then, within a bounded time and
+without any manual step:
+
+- every balance operation is done or failed, none left pending or unknown;
+- every deposit, withdrawal and transfer is in a final state that matches its operations
+  (a failed one says why), and each client request created at most one of them;
+- the simulator holds, login by login, exactly the CRM's done operations (one deal each,
+  same ticket) and a balance equal to their sum;
+- /healthz and /readyz answer 200, a login works, and a new deposit is paid at once.
+"""
+
+import io
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.procfile_stack import ServiceStack, postgres_bin_dir
+
+pytestmark = pytest.mark.faults
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+CLIENTS = 3
+TRADING_TIMEOUT_SECONDS = 3
+AUTO_APPROVE_MAX = Decimal("150.00")
+BANK_INFO = {
+    "account_holder_name": "Faye Client",
+    "bank_country": "GB",
+    "bank_name": "Demo Bank",
+    "bank_no": "GB33BUKB20201555555555",
+    "branch_name": "City",
+    "bsc_code": "20-20-15",
+}
+REVIEWED = ("deposit", "withdrawal", "transfer")
+FINAL = {
+    "deposits": {"approved", "failed"},
+    "withdrawals": {"approved", "disapproved", "failed"},
+    "transfers": {"approved", "disapproved", "failed"},
+}
+# Seconds after the clients start: what breaks when. The clients stop at CLIENTS_STOP.
+SCHEDULE = [
+    (4, "sim faults: 30% errors, 30% answers lost after applying"),
+    (12, "sim faults off"),
+    (14, "SIGKILL the worker"),
+    (17, "start the worker"),
+    (20, "restart PostgreSQL"),
+    (28, "restart Redis"),
+    (33, "sim faults: every balance answer slower than the CRM waits"),
+    (39, "sim faults off"),
+    (41, "SIGKILL the worker"),
+    (44, "start the worker"),
+]
+CLIENTS_STOP = 47
+SETTLE_SECONDS = 100
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if postgres_bin_dir() is None:
+        pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/<version>/bin/initdb) on this machine")
+    # Not under pytest's private tmp dir: the postgres user must reach its data directory.
+    root = Path(tempfile.mkdtemp(prefix="crm-faults-"))
+    root.chmod(0o755)
+    service = ServiceStack(
+        root,
+        {
+            "RECONCILE_INTERVAL_SECONDS": 2,
+            "TRADING_TIMEOUT_SECONDS": TRADING_TIMEOUT_SECONDS,
+            "TRANSFER_AUTO_APPROVE_MAX": AUTO_APPROVE_MAX,
+            "SYNC_INTERVAL_SECONDS": 3600,
+            "REBATE_INTERVAL_SECONDS": 3600,
+            "JWT_ACCESS_MINUTES": 60,
+            "ARGON2_TIME_COST": 1,
+            "ARGON2_MEMORY_COST": 1024,
+            "ARGON2_PARALLELISM": 1,
+        },
+    )
+    try:
+        service.start()
+    except Exception:
+        diagnostics = service.diagnostics()
+        service.close()
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"the stack did not start:\n{diagnostics}") from None
+    yield service
+    service.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# HTTP --------------------------------------------------------------------------------------
+
+
+class Api:
+    """One user's session; money requests carry an Idempotency-Key and are retried with it."""
+
+    def __init__(self, base, email, password):
+        self.base = base
+        self.http = requests.Session()
+        self.email, self.password = email, password
+        self.headers = {}
+        self.last_problem = ""
+
+    def login(self, attempts=20):
+        for _ in range(attempts):
+            try:
+                answer = self.http.post(
+                    f"{self.base}/api/v1/auth/login", json={"email": self.email, "password": self.password}, timeout=15
+                )
+                if answer.status_code == 200:
+                    self.headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+                    return answer
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"{self.email} cannot log in")
+
+    def get(self, path):
+        answer = self.http.get(self.base + path, headers=self.headers, timeout=15)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+        return answer.json()
+
+    def send(self, method, path, body=None, key=None, files=None):
+        """The answer, or None when no definite one came back (outcome unknown: see `last_problem`)."""
+        headers = dict(self.headers)
+        if key:
+            headers["Idempotency-Key"] = key
+        self.last_problem = ""
+        for attempt in range(8):
+            try:
+                answer = self.http.request(
+                    method, self.base + path, headers=headers, json=body, files=files, timeout=20
+                )
+            except requests.RequestException as exc:
+                self.last_problem = type(exc).__name__
+                time.sleep(0.5 + attempt * 0.5)
+                continue
+            is_json = answer.headers.get("content-type", "").startswith("application/json")
+            code = answer.json().get("code") if is_json else None
+            if answer.status_code >= 500 or answer.status_code == 429 or code == "idempotency_key_in_use":
+                self.last_problem = f"{answer.status_code} {code}"
+                time.sleep(min(float(answer.headers.get("Retry-After") or 0), 3) + 0.5 + attempt * 0.5)
+                continue
+            return answer
+        return None
+
+
+def ok(answer):
+    return answer is not None and 200 <= answer.status_code < 300
+
+
+# The workload ----------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    kind: str
+    key: str
+    outcome: str  # ok, refused, unknown
+    detail: str = ""
+
+
+@dataclass
+class ClientDesk:
+    api: Api
+    accounts: list
+    receipt_url: str
+    deposit_channel: int
+    withdrawal_channel: int
+    attempts: list = field(default_factory=list)
+
+
+def open_demo_account(api):
+    types = api.get("/api/v1/client/trading-account-types?trading_platform=MT5")["list"]
+    demo = next(t for t in types if t["is_demo"])
+    answer = api.send(
+        "POST",
+        "/api/v1/client/trading-accounts",
+        {
+            "currency": "USD",
+            "is_demo": True,
+            "leverage": demo["leverage_options"][0]["value"],
+            "password": "Trade1234x",
+            "trading_account_type_id": demo["id"],
+            "trading_platform": "MT5",
+        },
+    )
+    assert ok(answer), answer and answer.text
+    return answer.json()["trading_account_id"]
+
+
+def new_client(base, admin, index):
+    email = f"faults-{index}-{uuid.uuid4().hex[:6]}@example.test"
+    created = admin.send(
+        "POST",
+        "/api/v1/admin/users",
+        {"email": email, "password": "Client12345", "user_type": "client", "first_name": "Faye", "last_name": "Client"},
+    )
+    assert ok(created), created and created.text
+    api = Api(base, email, "Client12345")
+    api.login()
+    accounts = [open_demo_account(api), open_demo_account(api)]
+    receipt = api.send("POST", "/api/v1/uploads", files={"file": ("receipt.png", io.BytesIO(PNG), "image/png")})
+    assert ok(receipt), receipt and receipt.text
+    deposit_channel = next(
+        c["id"] for c in api.get("/api/v1/client/deposit-channels")["list"] if c["method"] == "bank_transfer"
+    )
+    withdrawal_channel = next(
+        c["id"] for c in api.get("/api/v1/client/withdrawal-channels")["list"] if c["method"] == "bank_transfer"
+    )
+    return ClientDesk(api, accounts, receipt.json()["url"], deposit_channel, withdrawal_channel)
+
+
+def classify(answer, api):
+    if answer is None:
+        return "unknown", f"no definite answer, last: {api.last_problem}"
+    if ok(answer):
+        return "ok", ""
+    return "refused", f"{answer.status_code} {answer.text[:160]}"
+
+
+def deposit(desk, rng, amount=None, account=None):
+    key = f"dep-{uuid.uuid4().hex[:12]}"
+    amount = amount or Decimal(rng.choice(["60.00", "120.00", "250.00", "400.00"]))
+    draft = desk.api.send(
+        "POST",
+        "/api/v1/client/deposits",
+        {
+            "deposit_amount": f"{amount:.2f}",
+            "remittance_id": desk.deposit_channel,
+            "trading_account_id": account or rng.choice(desk.accounts),
+            "remark": key,
+        },
+        key=key + "-draft",
+    )
+    if not ok(draft):
+        desk.attempts.append(Attempt("deposit", key, *classify(draft, desk.api)))
+        return
+    submitted = desk.api.send(
+        "POST",
+        "/api/v1/client/deposits/submit",
+        {"order_number": draft.json()["order_number"], "receipt_url": desk.receipt_url},
+        key=key + "-submit",
+    )
+    desk.attempts.append(Attempt("deposit", key, *classify(submitted, desk.api)))
+
+
+def withdraw(desk, rng):
+    key = f"wdr-{uuid.uuid4().hex[:12]}"
+    amount = Decimal(rng.choice(["55.00", "80.00", "130.00"]))
+    answer = desk.api.send(
+        "POST",
+        "/api/v1/client/withdrawals",
+        {
+            "method": "bank_transfer",
+            "remittance_id": desk.withdrawal_channel,
+            "trading_account_id": rng.choice(desk.accounts),
+            "withdrawal_amount": f"{amount:.2f}",
+            "fee": "5.00",
+            "exchange_rate": "1",
+            "remittance_amount": f"{amount - 5:.2f}",
+            "currency": "USD",
+            "remark": key,
+            "bank_transfer_info": BANK_INFO,
+        },
+        key=key,
+    )
+    desk.attempts.append(Attempt("withdrawal", key, *classify(answer, desk.api)))
+
+
+def transfer(desk, rng):
+    key = f"trf-{uuid.uuid4().hex[:12]}"
+    source, target = rng.sample(desk.accounts, 2)
+    amount = Decimal(rng.choice(["25.00", "70.00", "200.00", "300.00"]))  # above 150.00: reviewed
+    answer = desk.api.send(
+        "POST",
+        "/api/v1/client/transfers",
+        {
+            "amount": f"{amount:.2f}",
+            "remark": key,
+            "source_trading_account_id": source,
+            "target_trading_account_id": target,
+        },
+        key=key,
+    )
+    desk.attempts.append(Attempt("transfer", key, *classify(answer, desk.api)))
+
+
+def client_loop(desk, seed, stop):
+    rng = random.Random(seed)
+    while not stop.is_set():
+        action = rng.choices((deposit, withdraw, transfer), weights=(3, 3, 4))[0]
+        action(desk, rng)
+        time.sleep(rng.uniform(0.1, 0.4))
+
+
+class Reviewer:
+    """The back office: approves deposits, approves or rejects withdrawals and transfers."""
+
+    def __init__(self, admin):
+        self.admin = admin
+        self.rounds = 0
+        self.decisions = Counter()
+
+    def review_once(self):
+        self.rounds += 1
+        for status in ("pending", "auditing"):
+            try:
+                items = self.admin.http.get(
+                    f"{self.admin.base}/api/v1/admin/audits?status={status}&size=100",
+                    headers=self.admin.headers,
+                    timeout=15,
+                )
+            except requests.RequestException:
+                return
+            if items.status_code != 200:
+                return
+            for item in items.json()["list"]:
+                if item["type"] not in REVIEWED:
+                    continue
+                if status == "auditing" and not item.get("last_error"):
+                    continue  # decided by a request still running (or left claimed: see the final checks)
+                reject = item["type"] != "deposit" and item["id"] % 4 == 0
+                verb = "reject" if reject else "approve"
+                # A new key each round: an answer like "not ready yet" is replayed for the same key.
+                answer = self.admin.send(
+                    "POST",
+                    f"/api/v1/admin/audits/{item['id']}/{verb}",
+                    {"remark": "checked by the faults test"},
+                    key=f"{verb}-{item['id']}-{self.rounds}",
+                )
+                if answer is not None:
+                    self.decisions[(item["type"], verb, answer.status_code)] += 1
+
+    def run(self, stop):
+        while not stop.is_set():
+            self.review_once()
+            time.sleep(0.3)
+
+
+# Reading the truth -----------------------------------------------------------------------
+
+
+def database_rows(stack):
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(stack.postgres.url("crm", "postgresql"), row_factory=dict_row) as conn:
+        return {
+            "operations": conn.execute(
+                "SELECT o.*, s.base_url FROM balance_operations o "
+                "JOIN trading_accounts a ON a.id = o.trading_account_id "
+                "JOIN trading_servers s ON s.id = a.server_id ORDER BY o.id"
+            ).fetchall(),
+            "accounts": conn.execute(
+                "SELECT a.id, a.login, s.base_url FROM trading_accounts a "
+                "JOIN trading_servers s ON s.id = a.server_id ORDER BY a.id"
+            ).fetchall(),
+            "deposits": conn.execute(
+                "SELECT id, client_remark AS key, status, failure_reason FROM deposits WHERE status <> 'draft'"
+            ).fetchall(),
+            "withdrawals": conn.execute(
+                "SELECT id, client_remark AS key, status, failure_reason FROM withdrawals"
+            ).fetchall(),
+            "transfers": conn.execute("SELECT id, remark AS key, status, failure_reason FROM transfers").fetchall(),
+            "review_items": conn.execute(
+                "SELECT id, type, status, last_error FROM review_items "
+                "WHERE type IN ('deposit', 'withdrawal', 'transfer') ORDER BY id"
+            ).fetchall(),
+        }
+
+
+def unsettled(rows):
+    """What still moves: open operations, objects not final, review items not decided."""
+    left = [
+        f"operation {o['id']} {o['kind']}#{o['key']} {o['state']}"
+        for o in rows["operations"]
+        if o["state"] in ("pending", "unknown")
+    ]
+    for table, final in FINAL.items():
+        left += [f"{table} {r['id']} {r['status']}" for r in rows[table] if r["status"] not in final]
+    left += [
+        f"review item {r['id']} {r['type']} {r['status']}"
+        for r in rows["review_items"]
+        if r["status"] in ("pending", "auditing")
+    ]
+    return left
+
+
+def simulator_gateway(base_url):
+    from crm_app.integrations.trading.mt5_webapi import MT5WebAPIGateway
+
+    return MT5WebAPIGateway(base_url, 1000, "Sim-Manager-1", timezone="Etc/GMT-2", timeout=15)
+
+
+def simulator_books(rows):
+    """login -> (balance, {comment: [deals]}) as the simulator sees it."""
+    books = {}
+    now = datetime.now(UTC)
+    for account in rows["accounts"]:
+        gateway = simulator_gateway(account["base_url"])
+        deals = defaultdict(list)
+        for deal in gateway.iter_deals([account["login"]], now - timedelta(days=1), now + timedelta(days=1)):
+            if deal.action in ("balance", "credit"):
+                deals[deal.comment].append(deal)
+        books[account["login"]] = (gateway.trade_state(account["login"]).balance, deals)
+    return books
+
+
+def operations_by_source(rows):
+    grouped = defaultdict(list)
+    for operation in rows["operations"]:
+        grouped[(operation["source_type"], operation["source_id"])].append(operation)
+    return grouped
+
+
+def states(operations, kind):
+    return [o["state"] for o in operations if o["kind"] == kind]
+
+
+def check_object_matches_operations(table, row, ops):
+    """The object's final status is what its balance operations say happened."""
+    status, tag = row["status"], f"{table} {row['id']} ({row['key']}) is {row['status']}"
+    if table == "deposits":
+        dep = states(ops.get(("deposit", row["id"]), []), "DEP")
+        expected = {"approved": ["done"], "failed": ["failed"]}[status]
+        assert dep == expected, f"{tag} but its credit is {dep}"
+    elif table == "withdrawals":
+        wdr = states(ops.get(("withdrawal", row["id"]), []), "WDR")
+        ref = states(ops.get(("withdrawal_refund", row["id"]), []), "REF")
+        allowed = {
+            "approved": [(["done"], [])],
+            "disapproved": [(["done"], ["done"])],
+            "failed": [(["failed"], []), (["done"], ["failed"])],
+        }[status]
+        assert (wdr, ref) in allowed, f"{tag} but its debit is {wdr} and its refund {ref}"
+    else:
+        out = states(ops.get(("transfer_out", row["id"]), []), "TRO")
+        into = states(ops.get(("transfer_in", row["id"]), []), "TRI")
+        ref = states(ops.get(("transfer_refund", row["id"]), []), "REF")
+        allowed = {
+            "approved": [(["done"], ["done"], [])],
+            "disapproved": [(["done"], [], ["done"])],
+            "failed": [(["failed"], [], []), (["done"], ["failed"], ["done"]), (["done"], ["failed"], ["failed"])],
+        }[status]
+        assert (out, into, ref) in allowed, f"{tag} but out {out}, in {into}, refund {ref}"
+    if status == "failed":
+        assert row["failure_reason"], f"{tag} without saying why"
+
+
+# The test --------------------------------------------------------------------------------
+
+
+def inject(stack, what):
+    sim = stack.sim_url + "/sim/faults"
+    if what.startswith("sim faults: 30%"):
+        requests.post(
+            sim,
+            json={"error_rate": 0.3, "lost_answer_rate": 0.3, "paths": ["trade/balance", "user/account/get"]},
+            timeout=10,
+        ).raise_for_status()
+    elif what.startswith("sim faults: every"):
+        latency = (TRADING_TIMEOUT_SECONDS + 1) * 1000
+        requests.post(sim, json={"latency_ms": latency, "paths": ["trade/balance"]}, timeout=10).raise_for_status()
+    elif what == "sim faults off":
+        requests.post(sim, json={}, timeout=10).raise_for_status()
+    elif what == "SIGKILL the worker":
+        stack.processes.kill("worker")
+    elif what == "start the worker":
+        stack.processes.start("worker")
+    elif what == "restart PostgreSQL":
+        stack.postgres.restart(down_seconds=2)
+    elif what == "restart Redis":
+        stack.redis.restart(down_seconds=2)
+    else:
+        raise ValueError(what)
+
+
+def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
+    base = stack.base_url
+    admin = Api(base, "admin@demo.local", "Admin12345")
+    admin.login()
+    answer = admin.send(
+        "PUT", "/api/v1/admin/config/broker", {"email_code_required": {"withdrawal": False, "transfer": False}}
+    )
+    assert ok(answer), answer and answer.text
+
+    desks = [new_client(base, admin, index) for index in range(CLIENTS)]
+    reviewer = Reviewer(admin)
+    rng = random.Random(11)
+    for desk in desks:  # money to move around, before anything breaks
+        for account in desk.accounts:
+            deposit(desk, rng, amount=Decimal("1500.00"), account=account)
+    reviewer.review_once()
+
+    stop_clients, stop_reviewer = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=client_loop, args=(desk, index, stop_clients), daemon=True)
+        for index, desk in enumerate(desks)
+    ]
+    reviewer_thread = threading.Thread(target=reviewer.run, args=(stop_reviewer,), daemon=True)
+    started = time.monotonic()
+    for thread in (*threads, reviewer_thread):
+        thread.start()
+    timeline = []
+    try:
+        for at, what in SCHEDULE:
+            time.sleep(max(0, started + at - time.monotonic()))
+            inject(stack, what)
+            timeline.append(f"{time.monotonic() - started:5.1f}s {what}")
+        time.sleep(max(0, started + CLIENTS_STOP - time.monotonic()))
+    finally:
+        requests.post(stack.sim_url + "/sim/faults", json={}, timeout=10)
+        if not stack.processes.alive("worker"):
+            stack.processes.start("worker")
+        stop_clients.set()
+        for thread in threads:
+            thread.join(60)
+
+    # Settling: the reviewer keeps deciding what is ready; the clock and worker do the rest.
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        rows = database_rows(stack)
+        left = unsettled(rows)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    stop_reviewer.set()
+    reviewer_thread.join(30)
+    settle_seconds = time.monotonic() - started - CLIENTS_STOP
+    attempts = [attempt for desk in desks for attempt in desk.attempts]
+    summary = (
+        "timeline:\n  "
+        + "\n  ".join(timeline)
+        + f"\nclient requests: {dict(Counter((a.kind, a.outcome) for a in attempts))}"
+        + f"\nwithout a definite answer: {[a for a in attempts if a.outcome == 'unknown']}"
+        f"\nreviews: {dict(reviewer.decisions)}\nsettled {settle_seconds:.0f} s after the clients stopped"
+    )
+    assert not left, f"not settled after {SETTLE_SECONDS} s: {left[:20]}\n{summary}\n{stack.diagnostics()}"
+
+    # Every Procfile process is up: none died of the faults (the worker was restarted by us).
+    for name in ("web", "worker", "clock", "sim"):
+        assert stack.processes.alive(name), f"{name} died:\n{stack.processes.log_tail(name)}"
+
+    # Each object matches its balance operations; failed ones say why.
+    ops = operations_by_source(rows)
+    for table in FINAL:
+        for row in rows[table]:
+            check_object_matches_operations(table, row, ops)
+
+    # Each client request created at most one object; each acknowledged one exactly one.
+    created = Counter(row["key"] for table in FINAL for row in rows[table])
+    assert all(count == 1 for count in created.values()), [key for key, count in created.items() if count > 1]
+    for attempt in attempts:
+        if attempt.outcome == "ok":
+            assert created[attempt.key] == 1, f"acknowledged but not recorded: {attempt}"
+        elif attempt.outcome == "refused":
+            assert created[attempt.key] == 0, f"refused but recorded: {attempt}"
+
+    # The simulator and the CRM agree, login by login: one deal per done operation, nothing else.
+    books = simulator_books(rows)
+    done = defaultdict(dict)
+    for operation in rows["operations"]:
+        if operation["state"] == "done":
+            done[operation["login"]][f"{operation['kind']}#{operation['key']}"] = operation
+    for login, (balance, deals) in books.items():
+        assert {comment: len(found) for comment, found in deals.items()} == dict.fromkeys(done[login], 1), (
+            f"login {login}: the simulator's balance deals differ from the CRM's done operations"
+        )
+        for comment, operation in done[login].items():
+            assert deals[comment][0].ticket == operation["ticket"], f"{comment}: ticket differs"
+            assert deals[comment][0].profit == operation["amount"], f"{comment}: amount differs"
+        assert balance == sum((o["amount"] for o in done[login].values()), Decimal("0")), f"login {login}: balance"
+
+    # The faults reached the money path: answers were lost and settled by the reconciler.
+    web_log = stack.processes.log_path("web").read_text(errors="replace")
+    assert "answer lost" in web_log, "no balance operation lost its answer: the trading faults missed"
+
+    # The service answers again, without a manual step: probes, a login, a deposit paid at once.
+    assert requests.get(base + "/healthz", timeout=10).status_code == 200
+    ready = requests.get(base + "/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    desk = desks[0]
+    desk.api.login()
+    for table, path in (("withdrawals", "/api/v1/client/withdrawals"), ("transfers", "/api/v1/client/transfers")):
+        listed = {item["order_number"]: item["status"] for item in desk.api.get(path + "?size=100")["list"]}
+        assert listed and all(status in FINAL[table] for status in listed.values()), (table, listed)
+    before = len(desk.attempts)
+    deposit(desk, rng, amount=Decimal("77.00"))
+    assert desk.attempts[before].outcome == "ok", desk.attempts[before]
+    item = next(i for i in admin.get("/api/v1/admin/audits?type=deposit&status=pending&size=10")["list"])
+    approved = admin.send("POST", f"/api/v1/admin/audits/{item['id']}/approve", {}, key=f"final-{item['id']}")
+    assert ok(approved) and approved.json()["object"]["status"] == "approved", approved and approved.text
+    print(summary)
+
+
+def test_the_clock_starts_its_loop_again_after_a_redis_outage(monkeypatch):
+    """RQ's cron loop ends on the first Redis error; the clock process must carry on."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers import clock
+
+    class FlakyScheduler:
+        starts = 0
+
+        def start(self):
+            self.starts += 1
+            if self.starts < 3:
+                raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(clock.time, "sleep", lambda seconds: None)
+    scheduler = FlakyScheduler()
+    clock.run_through_redis_outages(scheduler)
+    assert scheduler.starts == 3
