@@ -1,21 +1,20 @@
-"""Report latency on a realistic book, and a 1,000,000-row CSV export against COPY.
+"""Report latency on a realistic book.
 
     python -m bench.reports_latency [--admin-url URL] [--repeat 30] [--warmup 3]
-                                    [--scale 1.0] [--no-export] [--keep-database]
+                                    [--scale 1.0] [--keep-database] [--database-url URL]
 
 1. Creates a PostgreSQL database of its own (through the admin URL), runs the release
    step (`flask db upgrade`) against it and fills it with `bench.book`.
 2. In this process, with `crm_app.create_app()` and an app context, times
-   `run_report(<report>_query(caller, filters), page, 20)` of the six reports for three
+   `run_report(<report>_query(caller, filters), page, 20, <report>_count(...))` (what the
+   list route runs) of the six reports for three
    callers (the admin, the top IB of the largest tree, one client under it), with the
    usual filters (status all, type all, the last 30 days, close time), page 1 and page
    500: warm-up runs, then p50/p95 of the timed runs, in milliseconds.
-3. Times the `history-orders` export's rows for the admin without filters (1,000,000
-   closed orders) written to CSV the way the export worker does (the report's query
-   streamed with `yield_per`, each row through the report's `row_to_values` and the
-   app's CSV writer), against `COPY (the same query) TO STDOUT WITH CSV` read through
-   psycopg to a file, in the same run.
-4. Drops the database, whatever happened.
+3. Drops the database, whatever happened (`--keep-database` keeps it, and
+   `--database-url` measures a book built before, e.g. for `bench.export_closed_orders`).
+
+The export of the 1,000,000 closed orders is measured by `bench.export_closed_orders`.
 """
 
 import argparse
@@ -25,11 +24,9 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from contextlib import contextmanager
 from datetime import date, timedelta
-from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 from bench import book
 from bench.auth_get import DEFAULT_ADMIN_URL, PROJECT_ROOT, scratch_database, server_version
@@ -37,14 +34,13 @@ from bench.auth_get import DEFAULT_ADMIN_URL, PROJECT_ROOT, scratch_database, se
 PAGE_SIZE = 20
 PAGES = (1, 500)
 TARGET_P95_MS = 100.0
-REPORTS = (
-    ("history-orders", "history_orders_query"),
-    ("positions", "positions_query"),
-    ("pending-orders", "pending_orders_query"),
-    ("deposits", "deposits_query"),
-    ("withdrawals", "withdrawals_query"),
-    ("transfers", "transfers_query"),
-)
+REPORTS = ("history-orders", "positions", "pending-orders", "deposits", "withdrawals", "transfers")
+
+
+def report_functions(services, report):
+    """(query, exact total) of a report, as its list route runs them."""
+    name = report.replace("-", "_")
+    return getattr(services, f"{name}_query"), getattr(services, f"{name}_count")
 
 
 def parse_args(argv=None):
@@ -53,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per report, caller and page")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before them")
     parser.add_argument("--scale", type=float, default=1.0, help="bench.book --scale")
-    parser.add_argument("--no-export", action="store_true", help="skip the CSV export against COPY")
+    parser.add_argument("--database-url", help="a book built before (kept with --keep-database): no build")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the slowest page-1 query")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
     return parser.parse_args(argv)
@@ -140,14 +136,15 @@ def measure(app, args):
         ids = [(label, user.id) for label, user in people]
         db.session.remove()
         for label, user_id in ids:
-            for report, function in REPORTS:
-                query_for = getattr(services, function)
+            for report in REPORTS:
+                query_for, count_for = report_functions(services, report)
                 for page in PAGES:
                     timings, total = [], None
                     for run in range(args.warmup + args.repeat):
                         user = db.session.get(User, user_id)
                         started = time.perf_counter()
-                        rows, total = services.run_report(query_for(user, filters), page, PAGE_SIZE)
+                        query, count = query_for(user, filters), count_for(user, filters)
+                        rows, total = services.run_report(query, page, PAGE_SIZE, count)
                         elapsed = (time.perf_counter() - started) * 1000
                         db.session.remove()
                         if run >= args.warmup:
@@ -175,17 +172,16 @@ def measure(app, args):
 
 def explain(app, result, filters):
     """EXPLAIN (ANALYZE, BUFFERS) of a result's count and page queries."""
-    from sqlalchemy import func, select, text
+    from sqlalchemy import text
 
     from crm_app.auth.models import User
     from crm_app.extensions import db
     from crm_app.reports import services
 
-    query_for = getattr(services, dict(REPORTS)[result["report"]])
+    query_for, count_for = report_functions(services, result["report"])
     with app.app_context():
         user = db.session.get(User, result["user_id"])
-        query = query_for(user, filters)
-        count = select(func.count()).select_from(query.order_by(None).subquery())
+        query, count = query_for(user, filters), count_for(user, filters)
         page = query.limit(PAGE_SIZE).offset((result["page"] - 1) * PAGE_SIZE)
         for label, statement in (("count", count), ("page", page)):
             compiled = statement.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
@@ -193,50 +189,6 @@ def explain(app, result, filters):
             print(f"\n-- {result['caller']} {result['report']} page {result['page']}: {label} query")
             print("\n".join(plan))
         db.session.remove()
-
-
-def export_vs_copy(app):
-    """Seconds to write the admin's unfiltered history-orders as CSV: streamed rows vs COPY."""
-    import crm_app.reports.exports  # noqa: F401  (registers the report sources)
-    from crm_app.auth.models import User
-    from crm_app.exports.services import get_report
-    from crm_app.exports.writers import CsvWriter
-    from crm_app.extensions import db
-
-    source = get_report("history-orders")
-    out = {}
-    with app.app_context(), tempfile.TemporaryDirectory(prefix="bench-export-") as folder:
-        admin = db.session.scalar(db.select(User).where(User.user_type == "admin").limit(1))
-        query = source.query_for(admin, {})
-        document = SimpleNamespace(zone=ZoneInfo("UTC"), headers=[c.header("en") for c in source.columns])
-
-        path = os.path.join(folder, "rows.csv")
-        started = time.perf_counter()
-        writer = CsvWriter(path, document)
-        result = db.session.execute(query.execution_options(yield_per=2000, stream_results=True))
-        rows = 0
-        for row in result:
-            writer.write_row(source.row_to_values(row))
-            rows += 1
-        result.close()
-        writer.close()
-        out["stream"] = (time.perf_counter() - started, rows, os.path.getsize(path))
-        db.session.remove()
-
-        path = os.path.join(folder, "copy.csv")
-        compiled = query.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
-        started = time.perf_counter()
-        driver = db.session.connection().connection.driver_connection
-        with open(path, "wb") as file, driver.cursor() as cursor:
-            with cursor.copy(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)", compiled.params) as copy:
-                for chunk in copy:
-                    file.write(chunk)
-        elapsed = time.perf_counter() - started
-        with open(path, "rb") as file:
-            copied = sum(1 for _ in file)
-        out["copy"] = (elapsed, copied, os.path.getsize(path))
-        db.session.remove()
-    return out
 
 
 def print_table(results, settings):
@@ -258,19 +210,28 @@ def print_table(results, settings):
     return worst
 
 
-def main(argv=None):
-    args = parse_args(argv)
+@contextmanager
+def book_database(args):
+    """(database URL, row counts, build seconds) of a fresh book, or of the one given."""
+    if args.database_url:
+        yield args.database_url, book.row_counts(args.database_url), 0.0
+        return
     with scratch_database(args.admin_url, keep=args.keep_database) as database_url:
-        env = app_env(database_url)
         started = time.perf_counter()
-        migrate(env)
+        migrate(app_env(database_url))
         print(f"migrated in {time.perf_counter() - started:.1f} s")
         print("building the book:")
         counts, built = book.build(database_url, scale=args.scale)
         for table, rows in counts.items():
             print(f"  {table:<22} {rows:>10,}")
         print(f"book built in {built:.1f} s")
+        yield database_url, counts, built
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    with book_database(args) as (database_url, counts, built):
+        env = app_env(database_url)
         os.environ.update(env)
         from crm_app import create_app
 
@@ -281,22 +242,20 @@ def main(argv=None):
             f"{counts['closed_positions']:,} closed, {counts['open_positions']:,} open, "
             f"{counts['pending_orders']:,} pending, "
             f"{counts['deposits'] + counts['withdrawals'] + counts['transfers']:,} money movements "
-            f"(built in {built:.0f} s); filters: status all, type all, last 30 days, close time; "
+            f"(built and vacuumed in {built:.0f} s); filters: status all, type all, last 30 days, close time; "
             f"page size {PAGE_SIZE}; {args.warmup} warm-up + {args.repeat} timed runs, in process "
-            "(`run_report`: count + page)"
+            f"(`run_report`: count + page); load average before: {load_average()}"
         )
         print("\nlatency:")
         results, filters = measure(app, args)
         worst = print_table(results, settings)
+        print(f"load average after: {load_average()}")
         if args.explain:
             explain(app, worst, filters)
-        if not args.no_export:
-            print("\nexport of the admin's history-orders (no filters) to CSV:")
-            out = export_vs_copy(app)
-            stream, copy = out["stream"], out["copy"]
-            print(f"  streamed rows (yield_per + CsvWriter): {stream[0]:6.1f} s, {stream[1]:,} rows, {stream[2]:,} B")
-            print(f"  COPY (same query) TO STDOUT CSV:       {copy[0]:6.1f} s, {copy[1]:,} lines, {copy[2]:,} B")
-            print(f"  ratio streamed / COPY: {stream[0] / copy[0]:.2f} (target <= 1.5)")
+
+
+def load_average():
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

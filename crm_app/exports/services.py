@@ -456,9 +456,10 @@ def _build(session, export):
         key = f"exports/{export_id}.{export.format}"
         with tempfile.TemporaryDirectory(prefix="export-") as folder:
             path = os.path.join(folder, f"{export_id}.{export.format}")
-            writer = open_writer(export.format, path, document)
             copyable = export.format == "csv" and source.csv_by_copy
             statement = copy_statement(session, query, document.zone) if copyable else None
+            options = {"line_end": "\n"} if statement is not None else {}
+            writer = open_writer(export.format, path, document, **options)
             if statement is not None:
                 done = _copy_rows(session, statement, writer, export_id, total)
             else:

@@ -144,14 +144,15 @@ class CsvWriter:
 
     extension = "csv"
 
-    def __init__(self, path, document):
+    def __init__(self, path, document, line_end="\r\n"):
         self.zone = document.zone
         self.converters = text_converters(document.zone)
         # Text from people (remarks, names) must not run as a formula; numbers and
         # times are never text here, so "-5.00" stays a negative amount.
         self.converters[str] = formula_safe
         self.file = open(path, "w", encoding="utf-8-sig", newline="")  # closed in close()
-        self.writer = csv.writer(self.file)
+        # "\n" when PostgreSQL's COPY writes the rows, so the header ends as they do.
+        self.writer = csv.writer(self.file, lineterminator=line_end)
         self.writer.writerow(document.headers)
 
     def write_row(self, values):
@@ -487,5 +488,5 @@ class PdfWriter:
 WRITERS = {"csv": CsvWriter, "xlsx": XlsxWriter, "pdf": PdfWriter}
 
 
-def open_writer(export_format, path, document):
-    return WRITERS[export_format](path, document)
+def open_writer(export_format, path, document, **options):
+    return WRITERS[export_format](path, document, **options)

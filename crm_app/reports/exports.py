@@ -1,4 +1,5 @@
-"""The seed's reports as export sources: the same query and rows as the list routes."""
+"""The seed's reports as export sources: the list's query, with the list's cells as plain,
+SQL-formatted columns (so PostgreSQL's COPY writes the CSV)."""
 
 from crm_app.exports.services import Column, register_report
 from crm_app.reports import services
@@ -53,28 +54,21 @@ FILTER_LABELS = {
 }
 
 
-def flat(value):
-    """Nested trading accounts become their login in a file."""
-    return value["account"] if isinstance(value, dict) else value
-
-
-def register(name, keys, query_for, row_view, title):
+def register(name, keys, export_query, title):
+    """`export_query(user, filters)` selects one column per key, in order (a nested trading
+    account is its login in a file)."""
     columns = [
         Column(key, dict(zip(("en", "zh-CN", "zh-TW"), H[key], strict=True)), align="right" if key in RIGHT else "left")
         for key in keys
     ]
-
-    def values(row):
-        view = row_view(row)
-        return [flat(view.get(key)) for key in keys]
-
     register_report(
         name,
         columns,
-        query_for,
-        values,
+        export_query,
+        list,
         dict(zip(("en", "zh-CN", "zh-TW"), title, strict=True)),
         filter_labels=FILTER_LABELS,
+        csv_by_copy=True,
     )
 
 
@@ -96,11 +90,10 @@ TRADE_KEYS = ["order_number", "user_name", "trading_account", "symbol", "trading
 register(
     "withdrawals",
     MONEY_KEYS,
-    services.withdrawals_query,
-    services.withdrawal_row,
+    services.withdrawals_export_query,
     ("Withdrawals", "出金报表", "出金報表"),
 )
-register("deposits", MONEY_KEYS, services.deposits_query, services.deposit_row, ("Deposits", "入金报表", "入金報表"))
+register("deposits", MONEY_KEYS, services.deposits_export_query, ("Deposits", "入金报表", "入金報表"))
 register(
     "transfers",
     [
@@ -113,28 +106,24 @@ register(
         "currency",
         "status",
     ],
-    services.transfers_query,
-    services.transfer_row,
+    services.transfers_export_query,
     ("Transfers", "转账报表", "轉帳報表"),
 )
 register(
     "history-orders",
     TRADE_KEYS + ["open_price", "open_time", "close_price", "close_time", "sl", "tp", "commission", "swap", "profit"],
-    services.history_orders_query,
-    services.history_order_row,
+    services.history_orders_export_query,
     ("Closed orders", "历史订单报表", "歷史訂單報表"),
 )
 register(
     "positions",
     TRADE_KEYS + ["leverage", "open_price", "open_time", "close_price", "sl", "tp", "commission", "swap", "profit"],
-    services.positions_query,
-    services.position_row,
+    services.positions_export_query,
     ("Open positions", "持仓报表", "持倉報表"),
 )
 register(
     "pending-orders",
     TRADE_KEYS + ["pending_price", "pending_time", "sl", "tp"],
-    services.pending_orders_query,
-    services.pending_order_row,
+    services.pending_orders_export_query,
     ("Pending orders", "挂单报表", "掛單報表"),
 )

@@ -1,3 +1,5 @@
+from decimal import ROUND_HALF_UP, Decimal
+
 from marshmallow import fields, validate
 
 from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
@@ -82,8 +84,19 @@ class TransferReportSchema(Schema):
     total = fields.Integer()
 
 
+class Fixed(Money):
+    """A number to `places` decimals, rounded half away from zero as PostgreSQL's round()
+    does: the exports format these columns in SQL, and a file must say what the list says."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        rounded = Decimal(value).quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_UP)
+        return f"{rounded + 0:.{self.places}f}"  # + 0: no "-0.00"
+
+
 def Price(**kwargs):  # noqa: N802 - a field factory, named like the fields it makes
-    return Money(places=5, **kwargs)
+    return Fixed(places=5, **kwargs)
 
 
 class TradingFilterSchema(PageQuerySchema, TimeRangeSchema):
@@ -119,7 +132,7 @@ class TradingRowBase(Schema):
     trading_account = fields.Nested(ReportAccountSchema)
     trading_type = fields.String()
     user_name = fields.String()
-    volume = Money(metadata={"description": "Lots"})
+    volume = Fixed(metadata={"description": "Lots"})
 
 
 class HistoryOrderRowSchema(TradingRowBase):

@@ -1,16 +1,17 @@
 """Report queries. Each `*_query(user, filters)` is a Select in the caller's scope, shared
 by the list routes and the exports, so a file always carries what the list shows."""
 
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import Numeric, String, cast, false, func, or_, select
 from sqlalchemy.orm import aliased
 
 from crm_app.auth.models import User
 from crm_app.deposits.models import Deposit
 from crm_app.extensions import db
+from crm_app.funding.models import DepositChannel
 from crm_app.reports.scope import visible_to
 from crm_app.review.models import ReviewItem
 from crm_app.sync.models import ClosedPosition, OpenPosition, PendingOrder
-from crm_app.trading.models import TradingAccount
+from crm_app.trading.models import TradingAccount, TradingServer
 from crm_app.transfers.models import Transfer
 from crm_app.withdrawals.models import Withdrawal
 
@@ -30,69 +31,99 @@ def review_status_filter(column, status, undecided_as_auditing=True):
 Auditor = aliased(User, name="auditor")
 
 
+def _time_range(column, filters):
+    conditions = []
+    if filters.get("start_time"):
+        conditions.append(column >= filters["start_time"])
+    if filters.get("end_time"):
+        conditions.append(column <= filters["end_time"])
+    return conditions
+
+
+def _reviewed_query(model, user, conditions, status, *columns):
+    """Rows of `model` with their review status and owner, in the caller's scope."""
+    query = (
+        select(model, ReviewItem.status.label("review_status"), User, *columns)
+        .join(ReviewItem, ReviewItem.id == model.review_item_id)
+        .join(User, User.id == model.user_id)
+        .where(visible_to(user, model.user_id), *conditions)
+    )
+    return query if status is None else query.where(status)
+
+
+def _reviewed_count(model, user, conditions, status):
+    """The list's total without the joins that only add columns: the owner always exists
+    (a foreign key), and every row with a review item has one."""
+    query = select(func.count()).select_from(model).where(visible_to(user, model.user_id), *conditions)
+    if status is None:
+        return query.where(model.review_item_id.is_not(None))
+    return query.join(ReviewItem, ReviewItem.id == model.review_item_id).where(status)
+
+
+def _deposit_filters(filters):
+    status = review_status_filter(ReviewItem.status, filters.get("status"))
+    return _time_range(Deposit.submitted_at, filters), status
+
+
 def deposits_query(user, filters):
     """#36: submitted deposits with their review status, newest first."""
-    query = (
-        select(Deposit, ReviewItem.status.label("review_status"), User, Auditor)
-        .join(ReviewItem, ReviewItem.id == Deposit.review_item_id)
-        .join(User, User.id == Deposit.user_id)
-        .outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
-        .where(visible_to(user, Deposit.user_id))
-    )
-    condition = review_status_filter(ReviewItem.status, filters.get("status"))
-    if condition is not None:
-        query = query.where(condition)
-    if filters.get("start_time"):
-        query = query.where(Deposit.submitted_at >= filters["start_time"])
-    if filters.get("end_time"):
-        query = query.where(Deposit.submitted_at <= filters["end_time"])
+    conditions, status = _deposit_filters(filters)
+    query = _reviewed_query(Deposit, user, conditions, status, Auditor)
+    query = query.outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
     return query.order_by(Deposit.submitted_at.desc(), Deposit.id.desc())
+
+
+def deposits_count(user, filters):
+    return _reviewed_count(Deposit, user, *_deposit_filters(filters))
+
+
+def _withdrawal_filters(filters):
+    conditions = _time_range(Withdrawal.created_at, filters)
+    if filters.get("method") and filters["method"] != "all":
+        conditions.append(Withdrawal.method == filters["method"])
+    return conditions, review_status_filter(ReviewItem.status, filters.get("status"))
 
 
 def withdrawals_query(user, filters):
     """#11: withdrawals with their review status, newest first."""
-    query = (
-        select(Withdrawal, ReviewItem.status.label("review_status"), User, Auditor)
-        .join(ReviewItem, ReviewItem.id == Withdrawal.review_item_id)
-        .join(User, User.id == Withdrawal.user_id)
-        .outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
-        .where(visible_to(user, Withdrawal.user_id))
-    )
-    condition = review_status_filter(ReviewItem.status, filters.get("status"))
-    if condition is not None:
-        query = query.where(condition)
-    if filters.get("method") and filters["method"] != "all":
-        query = query.where(Withdrawal.method == filters["method"])
-    if filters.get("start_time"):
-        query = query.where(Withdrawal.created_at >= filters["start_time"])
-    if filters.get("end_time"):
-        query = query.where(Withdrawal.created_at <= filters["end_time"])
+    conditions, status = _withdrawal_filters(filters)
+    query = _reviewed_query(Withdrawal, user, conditions, status, Auditor)
+    query = query.outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
     return query.order_by(Withdrawal.created_at.desc(), Withdrawal.id.desc())
+
+
+def withdrawals_count(user, filters):
+    return _reviewed_count(Withdrawal, user, *_withdrawal_filters(filters))
+
+
+def _transfer_filters(filters):
+    conditions = _time_range(Transfer.created_at, filters)
+    if filters.get("order_number"):
+        conditions.append(Transfer.order_number == filters["order_number"].strip())
+    status = review_status_filter(ReviewItem.status, filters.get("status"), undecided_as_auditing=False)
+    return conditions, status
 
 
 def transfers_query(user, filters):
     """#44: transfers with their review status, newest first."""
-    query = (
-        select(Transfer, ReviewItem.status.label("review_status"), User)
-        .join(ReviewItem, ReviewItem.id == Transfer.review_item_id)
-        .join(User, User.id == Transfer.user_id)
-        .where(visible_to(user, Transfer.user_id))
-    )
-    condition = review_status_filter(ReviewItem.status, filters.get("status"), undecided_as_auditing=False)
-    if condition is not None:
-        query = query.where(condition)
-    if filters.get("order_number"):
-        query = query.where(Transfer.order_number == filters["order_number"].strip())
-    if filters.get("start_time"):
-        query = query.where(Transfer.created_at >= filters["start_time"])
-    if filters.get("end_time"):
-        query = query.where(Transfer.created_at <= filters["end_time"])
+    conditions, status = _transfer_filters(filters)
+    query = _reviewed_query(Transfer, user, conditions, status)
     return query.order_by(Transfer.created_at.desc(), Transfer.id.desc())
 
 
-def run_report(query, page, size):
-    """One page of a report query and its exact total."""
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+def transfers_count(user, filters):
+    return _reviewed_count(Transfer, user, *_transfer_filters(filters))
+
+
+def run_report(query, page, size, count=None):
+    """One page of a report query and its exact total.
+
+    `count`: a Select of the same number, cheaper than counting the list's query (which
+    joins tables for their columns only); the exact total is most of a page's cost.
+    """
+    if count is None:
+        count = select(func.count()).select_from(query.order_by(None).subquery())
+    total = db.session.scalar(count)
     rows = db.session.execute(query.limit(size).offset((page - 1) * size)).all()
     return rows, total
 
@@ -166,64 +197,94 @@ def transfer_row(row):
 # Trading reports (synced from the trading servers) ------------------------------------
 
 
-def _trading_query(model, user, filters, time_column):
+def _trading_filters(model, filters, time_column, type_column, ticket_columns):
+    """The report's filters on the synced rows' own columns."""
+    conditions = _time_range(time_column, filters)
+    if filters.get("trading_account_id"):
+        conditions.append(model.trading_account_id == filters["trading_account_id"])
+    if filters.get("server_id"):
+        conditions.append(model.server_id == filters["server_id"])
+    if filters.get("account"):
+        account = filters["account"].strip()
+        conditions.append(model.login == int(account) if account.isdigit() and len(account) <= 18 else false())
+    if filters.get("symbol"):
+        conditions.append(model.symbol == filters["symbol"].strip().upper())
+    if filters.get("trading_type") and filters["trading_type"] != "all":
+        conditions.append(type_column == filters["trading_type"].lower())
+    if filters.get("order_number"):
+        text = filters["order_number"].strip()
+        if text.isdigit() and len(text) <= 18:
+            conditions.append(or_(*(column == int(text) for column in ticket_columns)))
+        else:
+            conditions.append(false())
+    return conditions
+
+
+def _trading_query(model, user, conditions, time_column):
     """Rows of `model` joined to their CRM account and its owner, in the caller's scope."""
     query = (
         select(model, TradingAccount, User)
         .join(TradingAccount, TradingAccount.id == model.trading_account_id)
         .join(User, User.id == TradingAccount.user_id)
-        .where(visible_to(user, TradingAccount.user_id))
+        .where(visible_to(user, TradingAccount.user_id), *conditions)
     )
-    if filters.get("trading_account_id"):
-        query = query.where(model.trading_account_id == filters["trading_account_id"])
-    if filters.get("server_id"):
-        query = query.where(model.server_id == filters["server_id"])
-    if filters.get("account"):
-        account = filters["account"].strip()
-        query = query.where(model.login == int(account)) if account.isdigit() else query.where(false())
-    if filters.get("symbol"):
-        query = query.where(model.symbol == filters["symbol"].strip().upper())
-    if filters.get("start_time"):
-        query = query.where(time_column >= filters["start_time"])
-    if filters.get("end_time"):
-        query = query.where(time_column <= filters["end_time"])
     return query.order_by(time_column.desc(), model.id.desc())
 
 
-def _ticket_filter(query, columns, order_number):
-    if not order_number:
-        return query
-    text = order_number.strip()
-    if not text.isdigit() or len(text) > 18:
-        return query.where(false())
-    return query.where(or_(*(column == int(text) for column in columns)))
+def _trading_count(model, user, conditions):
+    """The list's total from the synced table alone (an index-only scan where one fits): a
+    row's account always exists when it is set (a foreign key), and so does its owner."""
+    if user.user_type == "admin":
+        scope = model.trading_account_id.is_not(None)
+    else:
+        accounts = select(TradingAccount.id).where(visible_to(user, TradingAccount.user_id))
+        scope = model.trading_account_id.in_(accounts.scalar_subquery())
+    return select(func.count()).select_from(model).where(scope, *conditions)
+
+
+def _history_orders(filters):
+    position = ClosedPosition
+    time_column = position.open_time if filters.get("time_type") == "open" else position.close_time
+    tickets = (position.position_id, position.close_deal_ticket)
+    return time_column, _trading_filters(position, filters, time_column, position.side, tickets)
 
 
 def history_orders_query(user, filters):
     """#38: one row per closed position (a partial close is a row of its own)."""
-    time_column = ClosedPosition.open_time if filters.get("time_type") == "open" else ClosedPosition.close_time
-    query = _trading_query(ClosedPosition, user, filters, time_column)
-    if filters.get("trading_type") and filters["trading_type"] != "all":
-        query = query.where(ClosedPosition.side == filters["trading_type"].lower())
-    return _ticket_filter(
-        query, (ClosedPosition.position_id, ClosedPosition.close_deal_ticket), filters.get("order_number")
-    )
+    time_column, conditions = _history_orders(filters)
+    return _trading_query(ClosedPosition, user, conditions, time_column)
+
+
+def history_orders_count(user, filters):
+    return _trading_count(ClosedPosition, user, _history_orders(filters)[1])
+
+
+def _positions(filters):
+    position = OpenPosition
+    return _trading_filters(position, filters, position.open_time, position.side, (position.ticket,))
 
 
 def positions_query(user, filters):
     """#40: open positions as last synced."""
-    query = _trading_query(OpenPosition, user, filters, OpenPosition.open_time)
-    if filters.get("trading_type") and filters["trading_type"] != "all":
-        query = query.where(OpenPosition.side == filters["trading_type"].lower())
-    return _ticket_filter(query, (OpenPosition.ticket,), filters.get("order_number"))
+    return _trading_query(OpenPosition, user, _positions(filters), OpenPosition.open_time)
+
+
+def positions_count(user, filters):
+    return _trading_count(OpenPosition, user, _positions(filters))
+
+
+def _pending_orders(filters):
+    order = PendingOrder
+    return _trading_filters(order, filters, order.setup_time, order.type, (order.ticket,))
 
 
 def pending_orders_query(user, filters):
     """#42: working pending orders as last synced."""
-    query = _trading_query(PendingOrder, user, filters, PendingOrder.setup_time)
-    if filters.get("trading_type") and filters["trading_type"] != "all":
-        query = query.where(PendingOrder.type == filters["trading_type"].lower())
-    return _ticket_filter(query, (PendingOrder.ticket,), filters.get("order_number"))
+    return _trading_query(PendingOrder, user, _pending_orders(filters), PendingOrder.setup_time)
+
+
+def pending_orders_count(user, filters):
+    return _trading_count(PendingOrder, user, _pending_orders(filters))
 
 
 def _trading_common(account, owner):
@@ -283,3 +344,156 @@ def pending_order_row(row):
         "sl": order.sl,
         "tp": order.tp,
     }
+
+
+# Export rows ---------------------------------------------------------------------------
+# Each report's file is its list's rows as plain SQL columns, formatted in SQL the way the
+# list formats them (amounts and prices to their places, names, logins, upper-case types,
+# review statuses as the list names them), so PostgreSQL's COPY can write the CSV itself.
+# Times stay timestamps: the export writes them in the broker's timezone, in SQL for COPY.
+# Same FROM, WHERE and ORDER BY as the list (the list's query with other columns).
+
+MONEY_PLACES = 2
+PRICE_PLACES = 5
+VOLUME_PLACES = 2
+
+
+def _fixed(column, places):
+    # PostgreSQL's round() rounds half away from zero; so do the list's fields (schemas.Fixed).
+    return func.round(column, places, type_=Numeric())
+
+
+def _text(column):
+    return cast(column, String)
+
+
+def user_name_sql(person):
+    """`user_name()` in SQL: first and last name, or the e-mail when both are empty."""
+    full_name = func.concat_ws(" ", func.nullif(person.first_name, ""), func.nullif(person.last_name, ""))
+    return func.coalesce(func.nullif(full_name, ""), person.email, type_=String)
+
+
+def _export_columns(query, *columns):
+    # Labelled by position: two logins cast to text would otherwise share one name.
+    labelled = (column.label(f"c{index}") for index, column in enumerate(columns))
+    return query.with_only_columns(*labelled, maintain_column_froms=True)
+
+
+def deposits_export_query(user, filters):
+    query = _export_columns(
+        deposits_query(user, filters),
+        Deposit.order_number,
+        Deposit.submitted_at,
+        user_name_sql(User),
+        _text(TradingAccount.login),
+        TradingServer.name,
+        DepositChannel.method,
+        _fixed(Deposit.amount, MONEY_PLACES),
+        _fixed(Deposit.fee, MONEY_PLACES),
+        Deposit.currency,
+        ReviewItem.status,
+        user_name_sql(Auditor),  # NULL (an empty cell) when nobody audited it
+    )
+    return (
+        query.join(TradingAccount, TradingAccount.id == Deposit.trading_account_id)
+        .join(TradingServer, TradingServer.id == TradingAccount.server_id)
+        .join(DepositChannel, DepositChannel.id == Deposit.channel_id)
+    )
+
+
+def withdrawals_export_query(user, filters):
+    query = _export_columns(
+        withdrawals_query(user, filters),
+        Withdrawal.order_number,
+        Withdrawal.created_at,
+        user_name_sql(User),
+        _text(TradingAccount.login),
+        TradingServer.name,
+        Withdrawal.method,
+        _fixed(Withdrawal.amount, MONEY_PLACES),
+        _fixed(Withdrawal.fee, MONEY_PLACES),
+        Withdrawal.account_currency,
+        ReviewItem.status,
+        user_name_sql(Auditor),
+    )
+    return query.join(TradingAccount, TradingAccount.id == Withdrawal.trading_account_id).join(
+        TradingServer, TradingServer.id == TradingAccount.server_id
+    )
+
+
+SourceAccount = aliased(TradingAccount, name="source_account")
+TargetAccount = aliased(TradingAccount, name="target_account")
+
+
+def transfers_export_query(user, filters):
+    query = _export_columns(
+        transfers_query(user, filters),
+        Transfer.order_number,
+        Transfer.created_at,
+        user_name_sql(User),
+        _text(SourceAccount.login),
+        _text(TargetAccount.login),
+        _fixed(Transfer.amount, MONEY_PLACES),
+        Transfer.currency,
+        ReviewItem.status,
+    )
+    return query.join(SourceAccount, SourceAccount.id == Transfer.source_account_id).join(
+        TargetAccount, TargetAccount.id == Transfer.target_account_id
+    )
+
+
+def _trading_export_columns(model, ticket, trading_type):
+    return (
+        _text(ticket),
+        user_name_sql(User),
+        _text(TradingAccount.login),
+        model.symbol,
+        func.upper(trading_type, type_=String),
+        _fixed(model.volume, VOLUME_PLACES),
+    )
+
+
+def history_orders_export_query(user, filters):
+    position = ClosedPosition
+    return _export_columns(
+        history_orders_query(user, filters),
+        *_trading_export_columns(position, position.position_id, position.side),
+        _fixed(position.open_price, PRICE_PLACES),
+        position.open_time,
+        _fixed(position.close_price, PRICE_PLACES),
+        position.close_time,
+        _fixed(position.sl, PRICE_PLACES),
+        _fixed(position.tp, PRICE_PLACES),
+        _fixed(position.commission, MONEY_PLACES),
+        _fixed(position.swap, MONEY_PLACES),
+        _fixed(position.profit, MONEY_PLACES),
+    )
+
+
+def positions_export_query(user, filters):
+    position = OpenPosition
+    return _export_columns(
+        positions_query(user, filters),
+        *_trading_export_columns(position, position.ticket, position.side),
+        TradingAccount.leverage,
+        _fixed(position.open_price, PRICE_PLACES),
+        position.open_time,
+        _fixed(position.current_price, PRICE_PLACES),
+        _fixed(position.sl, PRICE_PLACES),
+        _fixed(position.tp, PRICE_PLACES),
+        _fixed(position.commission, MONEY_PLACES),
+        _fixed(position.swap, MONEY_PLACES),
+        _fixed(position.profit, MONEY_PLACES),
+    )
+
+
+def pending_orders_export_query(user, filters):
+    order = PendingOrder
+    return _export_columns(
+        pending_orders_query(user, filters),
+        *_trading_export_columns(order, order.ticket, order.type),
+        _fixed(order.price, PRICE_PLACES),
+        order.setup_time,
+        _fixed(order.sl, PRICE_PLACES),
+        _fixed(order.tp, PRICE_PLACES),
+    )
