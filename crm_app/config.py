@@ -91,11 +91,16 @@ def load_config(overrides=None):
         "LOGIN_MAX_FAILURES": env_int("LOGIN_MAX_FAILURES", 5),
         "LOGIN_FAILURE_WINDOW_SECONDS": env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
         "LOGIN_MAX_FAILURES_PER_IP": env_int("LOGIN_MAX_FAILURES_PER_IP", 30),
+        # Requests per user to each money route (deposit, submit, withdrawal, transfer) per window
+        "MONEY_THROTTLE_MAX_REQUESTS": env_int("MONEY_THROTTLE_MAX_REQUESTS", 60),
+        "MONEY_THROTTLE_WINDOW_SECONDS": env_int("MONEY_THROTTLE_WINDOW_SECONDS", 60),
         # Email codes
         "EMAIL_CODE_TTL_SECONDS": env_int("EMAIL_CODE_TTL_SECONDS", 600),
         "EMAIL_CODE_RESEND_SECONDS": env_int("EMAIL_CODE_RESEND_SECONDS", 60),
         "EMAIL_CODE_MAX_ATTEMPTS": env_int("EMAIL_CODE_MAX_ATTEMPTS", 5),
         "EMAIL_CODE_CLOCK_SKEW_SECONDS": env_int("EMAIL_CODE_CLOCK_SKEW_SECONDS", 300),
+        # Email codes asked for from one IP address per hour (any address, any scene)
+        "EMAIL_CODE_MAX_PER_IP_HOUR": env_int("EMAIL_CODE_MAX_PER_IP_HOUR", 30),
         # Mail
         "MAIL_SERVER": env_str("MAIL_SERVER"),
         "MAIL_PORT": env_int("MAIL_PORT", 25),
@@ -144,6 +149,9 @@ def load_config(overrides=None):
         "UPLOAD_MAX_BYTES": env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         # Jobs
         "RQ_DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 300),
+        # An Idempotency-Key whose request left no answer this long ago is judged by what the
+        # database says it did (longer than any request lives: gunicorn's --timeout is 30).
+        "IDEMPOTENCY_STALE_SECONDS": env_int("IDEMPOTENCY_STALE_SECONDS", 120),
         # OpenAPI / Swagger UI (assets served by the app itself: no CDN)
         "API_TITLE": "Forex broker CRM",
         "API_VERSION": "v1",

@@ -33,8 +33,6 @@ import requests
 
 from tests.support.procfile_stack import ServiceStack, postgres_bin_dir
 
-pytestmark = pytest.mark.faults
-
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 CLIENTS = 3
 TRADING_TIMEOUT_SECONDS = 3
@@ -56,17 +54,21 @@ FINAL = {
 # Seconds after the clients start: what breaks when. The clients stop at CLIENTS_STOP.
 SCHEDULE = [
     (4, "sim faults: 30% errors, 30% answers lost after applying"),
-    (12, "sim faults off"),
-    (14, "SIGKILL the worker"),
-    (17, "start the worker"),
-    (20, "restart PostgreSQL"),
+    (11, "sim faults off"),
+    (13, "SIGKILL the worker"),
+    (16, "start the worker"),
+    (19, "sim faults: every balance answer slower than the CRM waits"),
+    (20.5, "restart PostgreSQL"),  # while requests wait for those answers, their intents committed
+    (25, "sim faults off"),
     (28, "restart Redis"),
-    (33, "sim faults: every balance answer slower than the CRM waits"),
-    (39, "sim faults off"),
-    (41, "SIGKILL the worker"),
-    (44, "start the worker"),
+    (32, "sim faults: 30% errors, 30% answers lost after applying"),
+    (35, "SIGKILL the worker"),  # while the reconciler has work
+    (38, "start the worker"),
+    (41, "sim faults off"),
 ]
-CLIENTS_STOP = 47
+CLIENTS_STOP = 44
+# A key whose request left no answer is judged after this (longer than gunicorn's --timeout 30).
+IDEMPOTENCY_STALE_SECONDS = 32
 SETTLE_SECONDS = 100
 
 
@@ -83,6 +85,7 @@ def stack():
             "RECONCILE_INTERVAL_SECONDS": 2,
             "TRADING_TIMEOUT_SECONDS": TRADING_TIMEOUT_SECONDS,
             "TRANSFER_AUTO_APPROVE_MAX": AUTO_APPROVE_MAX,
+            "IDEMPOTENCY_STALE_SECONDS": IDEMPOTENCY_STALE_SECONDS,
             "SYNC_INTERVAL_SECONDS": 3600,
             "REBATE_INTERVAL_SECONDS": 3600,
             "JWT_ACCESS_MINUTES": 60,
@@ -171,8 +174,9 @@ def ok(answer):
 class Attempt:
     kind: str
     key: str
-    outcome: str  # ok, refused, unknown
+    outcome: str  # ok, refused, unknown; after resolving: interrupted (recorded, no answer)
     detail: str = ""
+    request: tuple = ()
 
 
 @dataclass
@@ -234,71 +238,77 @@ def classify(answer, api):
     return "refused", f"{answer.status_code} {answer.text[:160]}"
 
 
+def attempt(desk, kind, key, path, body, idempotency_key, record=True):
+    """Send one money request (retried with its key) and remember what the client was told."""
+    answer = desk.api.send("POST", path, body, key=idempotency_key)
+    if record or not ok(answer):
+        outcome, detail = classify(answer, desk.api)
+        desk.attempts.append(Attempt(kind, key, outcome, detail, request=(path, body, idempotency_key)))
+    return answer
+
+
 def deposit(desk, rng, amount=None, account=None):
     key = f"dep-{uuid.uuid4().hex[:12]}"
     amount = amount or Decimal(rng.choice(["60.00", "120.00", "250.00", "400.00"]))
-    draft = desk.api.send(
-        "POST",
-        "/api/v1/client/deposits",
-        {
-            "deposit_amount": f"{amount:.2f}",
-            "remittance_id": desk.deposit_channel,
-            "trading_account_id": account or rng.choice(desk.accounts),
-            "remark": key,
-        },
-        key=key + "-draft",
-    )
-    if not ok(draft):
-        desk.attempts.append(Attempt("deposit", key, *classify(draft, desk.api)))
-        return
-    submitted = desk.api.send(
-        "POST",
-        "/api/v1/client/deposits/submit",
-        {"order_number": draft.json()["order_number"], "receipt_url": desk.receipt_url},
-        key=key + "-submit",
-    )
-    desk.attempts.append(Attempt("deposit", key, *classify(submitted, desk.api)))
+    body = {
+        "deposit_amount": f"{amount:.2f}",
+        "remittance_id": desk.deposit_channel,
+        "trading_account_id": account or rng.choice(desk.accounts),
+        "remark": key,
+    }
+    draft = attempt(desk, "deposit", key, "/api/v1/client/deposits", body, key + "-draft", record=False)
+    if ok(draft):
+        body = {"order_number": draft.json()["order_number"], "receipt_url": desk.receipt_url}
+        attempt(desk, "deposit", key, "/api/v1/client/deposits/submit", body, key + "-submit")
 
 
 def withdraw(desk, rng):
     key = f"wdr-{uuid.uuid4().hex[:12]}"
     amount = Decimal(rng.choice(["55.00", "80.00", "130.00"]))
-    answer = desk.api.send(
-        "POST",
-        "/api/v1/client/withdrawals",
-        {
-            "method": "bank_transfer",
-            "remittance_id": desk.withdrawal_channel,
-            "trading_account_id": rng.choice(desk.accounts),
-            "withdrawal_amount": f"{amount:.2f}",
-            "fee": "5.00",
-            "exchange_rate": "1",
-            "remittance_amount": f"{amount - 5:.2f}",
-            "currency": "USD",
-            "remark": key,
-            "bank_transfer_info": BANK_INFO,
-        },
-        key=key,
-    )
-    desk.attempts.append(Attempt("withdrawal", key, *classify(answer, desk.api)))
+    body = {
+        "method": "bank_transfer",
+        "remittance_id": desk.withdrawal_channel,
+        "trading_account_id": rng.choice(desk.accounts),
+        "withdrawal_amount": f"{amount:.2f}",
+        "fee": "5.00",
+        "exchange_rate": "1",
+        "remittance_amount": f"{amount - 5:.2f}",
+        "currency": "USD",
+        "remark": key,
+        "bank_transfer_info": BANK_INFO,
+    }
+    attempt(desk, "withdrawal", key, "/api/v1/client/withdrawals", body, key)
 
 
 def transfer(desk, rng):
     key = f"trf-{uuid.uuid4().hex[:12]}"
     source, target = rng.sample(desk.accounts, 2)
     amount = Decimal(rng.choice(["25.00", "70.00", "200.00", "300.00"]))  # above 150.00: reviewed
-    answer = desk.api.send(
-        "POST",
-        "/api/v1/client/transfers",
-        {
-            "amount": f"{amount:.2f}",
-            "remark": key,
-            "source_trading_account_id": source,
-            "target_trading_account_id": target,
-        },
-        key=key,
-    )
-    desk.attempts.append(Attempt("transfer", key, *classify(answer, desk.api)))
+    body = {
+        "amount": f"{amount:.2f}",
+        "remark": key,
+        "source_trading_account_id": source,
+        "target_trading_account_id": target,
+    }
+    attempt(desk, "transfer", key, "/api/v1/client/transfers", body, key)
+
+
+def resolve_unknown_outcomes(desks, deadline):
+    """A client that got no definite answer sends the same request with the same key again
+    until it gets one: done (or replayed), refused, or `interrupted` (it was recorded)."""
+    for desk in desks:
+        for sent in desk.attempts:
+            while sent.outcome == "unknown" and time.monotonic() < deadline:
+                path, body, idempotency_key = sent.request
+                answer = desk.api.send("POST", path, body, key=idempotency_key)
+                code = answer.json().get("code") if answer is not None and not ok(answer) else None
+                if code == "idempotency_key_interrupted":
+                    sent.outcome, sent.detail = "interrupted", "recorded, then interrupted"
+                elif answer is not None:
+                    sent.outcome, sent.detail = classify(answer, desk.api)
+                    sent.detail += " (on a later retry)"
+                else:
+                    time.sleep(2)
 
 
 def client_loop(desk, seed, stop):
@@ -491,6 +501,7 @@ def inject(stack, what):
         raise ValueError(what)
 
 
+@pytest.mark.faults
 def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
     base = stack.base_url
     admin = Api(base, "admin@demo.local", "Admin12345")
@@ -521,8 +532,9 @@ def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
     try:
         for at, what in SCHEDULE:
             time.sleep(max(0, started + at - time.monotonic()))
+            began = time.monotonic() - started
             inject(stack, what)
-            timeline.append(f"{time.monotonic() - started:5.1f}s {what}")
+            timeline.append(f"{began:5.1f}s-{time.monotonic() - started:5.1f}s {what}")
         time.sleep(max(0, started + CLIENTS_STOP - time.monotonic()))
     finally:
         requests.post(stack.sim_url + "/sim/faults", json={}, timeout=10)
@@ -531,6 +543,7 @@ def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
         stop_clients.set()
         for thread in threads:
             thread.join(60)
+    resolve_unknown_outcomes(desks, time.monotonic() + IDEMPOTENCY_STALE_SECONDS + 30)
 
     # Settling: the reviewer keeps deciding what is ready; the clock and worker do the rest.
     deadline = time.monotonic() + SETTLE_SECONDS
@@ -543,12 +556,13 @@ def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
     stop_reviewer.set()
     reviewer_thread.join(30)
     settle_seconds = time.monotonic() - started - CLIENTS_STOP
-    attempts = [attempt for desk in desks for attempt in desk.attempts]
+    attempts = [sent for desk in desks for sent in desk.attempts]
+    late = [(a.kind, a.outcome, a.detail) for a in attempts if "later" in a.detail or a.outcome == "interrupted"]
     summary = (
         "timeline:\n  "
         + "\n  ".join(timeline)
         + f"\nclient requests: {dict(Counter((a.kind, a.outcome) for a in attempts))}"
-        + f"\nwithout a definite answer: {[a for a in attempts if a.outcome == 'unknown']}"
+        + f"\nanswered on a later retry: {late}"
         f"\nreviews: {dict(reviewer.decisions)}\nsettled {settle_seconds:.0f} s after the clients stopped"
     )
     assert not left, f"not settled after {SETTLE_SECONDS} s: {left[:20]}\n{summary}\n{stack.diagnostics()}"
@@ -566,11 +580,12 @@ def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
     # Each client request created at most one object; each acknowledged one exactly one.
     created = Counter(row["key"] for table in FINAL for row in rows[table])
     assert all(count == 1 for count in created.values()), [key for key, count in created.items() if count > 1]
-    for attempt in attempts:
-        if attempt.outcome == "ok":
-            assert created[attempt.key] == 1, f"acknowledged but not recorded: {attempt}"
-        elif attempt.outcome == "refused":
-            assert created[attempt.key] == 0, f"refused but recorded: {attempt}"
+    for sent in attempts:
+        assert sent.outcome != "unknown", f"the client never got a definite answer: {sent}"
+        if sent.outcome in ("ok", "interrupted"):
+            assert created[sent.key] == 1, f"acknowledged but not recorded: {sent}"
+        else:
+            assert created[sent.key] == 0, f"refused but recorded: {sent}"
 
     # The simulator and the CRM agree, login by login: one deal per done operation, nothing else.
     books = simulator_books(rows)
@@ -627,3 +642,104 @@ def test_the_clock_starts_its_loop_again_after_a_redis_outage(monkeypatch):
     scheduler = FlakyScheduler()
     clock.run_through_redis_outages(scheduler)
     assert scheduler.starts == 3
+
+
+# The Idempotency-Key when a request dies half-way (in process) ----------------------------
+
+
+@pytest.fixture
+def two_accounts(client, factory, book, ctx):
+    """A client with two demo accounts, the first holding 1000.00; no email codes for transfers."""
+    from crm_app.broker.services import update_setting
+    from crm_app.extensions import db
+    from crm_app.trading.models import TradingAccount
+    from crm_app.trading.services import gateway_for
+    from tests.support.trading import open_demo
+
+    update_setting("broker", {"email_code_required": {"transfer": False}})
+    headers = factory.headers(client, factory.user())
+    source, target = (open_demo(client, headers, book).get_json()["id"] for _ in range(2))
+    account = db.session.get(TradingAccount, source)
+    gateway_for(account.server).balance_operation(account.login, Decimal("1000.00"), f"DEP#seed{account.login}")
+    return {"headers": headers, "source": source, "target": target}
+
+
+def send_transfer(client, accounts, amount, key):
+    return client.post(
+        "/api/v1/client/transfers",
+        headers={**accounts["headers"], **key},
+        json={
+            "amount": amount,
+            "remark": "rebalance",
+            "source_trading_account_id": accounts["source"],
+            "target_trading_account_id": accounts["target"],
+        },
+    )
+
+
+def transfers_made():
+    from sqlalchemy import func, select
+
+    from crm_app.extensions import db
+    from crm_app.transfers.models import Transfer
+
+    db.session.expire_all()
+    return db.session.scalar(select(func.count()).select_from(Transfer))
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("the database went away")
+
+
+def test_a_key_whose_request_failed_after_committing_is_never_run_again(client, two_accounts, monkeypatch):
+    from crm_app.transfers import services as transfers
+
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    monkeypatch.setattr(transfers, "drive", boom)  # after the transfer's intent is committed
+    with pytest.raises(RuntimeError):
+        send_transfer(client, two_accounts, "50.00", key)
+    monkeypatch.undo()
+
+    again = send_transfer(client, two_accounts, "50.00", key)
+    assert again.status_code == 409 and again.get_json()["code"] == "idempotency_key_interrupted"
+    assert transfers_made() == 1
+
+
+def test_a_key_whose_request_failed_before_committing_runs_on_retry(client, two_accounts, monkeypatch):
+    from crm_app.money import services as money
+
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    monkeypatch.setattr(money, "hold_for_debit", boom)
+    with pytest.raises(RuntimeError):
+        send_transfer(client, two_accounts, "50.00", key)
+    monkeypatch.undo()
+
+    assert send_transfer(client, two_accounts, "50.00", key).status_code == 201
+    assert transfers_made() == 1
+
+
+def test_a_key_left_behind_by_a_dead_request_is_judged_by_what_it_committed(app, client, two_accounts, monkeypatch):
+    """The process died (or the database vanished) before the key could be released."""
+    from crm_app.money import idempotency
+    from crm_app.money import services as money
+    from crm_app.transfers import services as transfers
+
+    monkeypatch.setattr(idempotency, "_finish", boom)
+    nothing_done, done = {"Idempotency-Key": uuid.uuid4().hex}, {"Idempotency-Key": uuid.uuid4().hex}
+    with monkeypatch.context() as patch:
+        patch.setattr(money, "hold_for_debit", boom)
+        with pytest.raises(RuntimeError):
+            send_transfer(client, two_accounts, "50.00", nothing_done)
+    with monkeypatch.context() as patch:
+        patch.setattr(transfers, "drive", boom)
+        with pytest.raises(RuntimeError):
+            send_transfer(client, two_accounts, "60.00", done)
+    monkeypatch.undo()
+
+    for key in (nothing_done, done):  # young keys: their request may still be running
+        assert send_transfer(client, two_accounts, "50.00" if key is nothing_done else "60.00", key).status_code == 409
+    monkeypatch.setitem(app.config, "IDEMPOTENCY_STALE_SECONDS", 0)
+    assert send_transfer(client, two_accounts, "50.00", nothing_done).status_code == 201
+    stale_done = send_transfer(client, two_accounts, "60.00", done)
+    assert stale_done.status_code == 409 and stale_done.get_json()["code"] == "idempotency_key_interrupted"
+    assert transfers_made() == 2
