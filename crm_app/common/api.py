@@ -130,9 +130,16 @@ ROLE_MEMBERS = {
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = StrictFlaskParser(unknown=None)
 
+    def __init__(self, *args, **kwargs):
+        from crm_app.common.strict_args import refuse_undeclared_arguments_of_public_routes
+
+        super().__init__(*args, **kwargs)
+        self.before_request(refuse_undeclared_arguments_of_public_routes)
+
     def login_required(self, role="any"):
         """Require a valid access token whose user has `role`; documents bearer auth."""
         from crm_app.common.errors import Forbidden
+        from crm_app.common.strict_args import refuse_undeclared_arguments
 
         allowed = ROLE_MEMBERS[role]
 
@@ -144,8 +151,10 @@ class Blueprint(SmorestBlueprint):
                     raise Forbidden(code="user_disabled")
                 if user.user_type not in allowed:
                     raise Forbidden()
+                refuse_undeclared_arguments(func)
                 return func(*args, **kwargs)
 
+            wrapper.requires_login = True
             wrapper = self.doc(security=[{"bearerAuth": []}], **{"x-roles": sorted(allowed)})(wrapper)
             return wrapper
 

@@ -6,6 +6,7 @@ from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.deposits import schemas, services
 from crm_app.money.idempotency import idempotent
+from crm_app.money.throttle import money_throttle
 
 blp = Blueprint("deposits", __name__, url_prefix="/api/v1/client", description="Deposits")
 
@@ -13,6 +14,7 @@ blp = Blueprint("deposits", __name__, url_prefix="/api/v1/client", description="
 @blp.route("/deposits")
 class Deposits(MethodView):
     @blp.login_required("client")
+    @money_throttle(blp)
     @idempotent(blp)
     @blp.arguments(schemas.NewDepositSchema)
     @blp.response(201, schemas.PaymentInstructionsSchema)
@@ -33,6 +35,7 @@ class Deposits(MethodView):
 @blp.route("/deposits/submit")
 class SubmitDeposit(MethodView):
     @blp.login_required("client")
+    @money_throttle(blp)
     @idempotent(blp)
     @blp.arguments(schemas.SubmitDepositSchema)
     @blp.response(200, schemas.SubmitAnswerSchema)

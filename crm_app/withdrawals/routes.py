@@ -5,6 +5,7 @@ from flask.views import MethodView
 from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
 from crm_app.money.idempotency import idempotent
+from crm_app.money.throttle import money_throttle
 from crm_app.withdrawals import schemas, services
 
 blp = Blueprint("withdrawals", __name__, url_prefix="/api/v1/client", description="Withdrawals")
@@ -13,6 +14,7 @@ blp = Blueprint("withdrawals", __name__, url_prefix="/api/v1/client", descriptio
 @blp.route("/withdrawals")
 class Withdrawals(MethodView):
     @blp.login_required("client")
+    @money_throttle(blp)
     @idempotent(blp)
     @blp.arguments(schemas.NewWithdrawalSchema)
     @blp.response(201, schemas.NewWithdrawalAnswerSchema)
