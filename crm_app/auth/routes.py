@@ -23,6 +23,7 @@ class Login(MethodView):
     @blp.arguments(schemas.CaptchaHeadersSchema, location="headers")
     @blp.arguments(schemas.LoginSchema)
     @blp.response(200, schemas.TokenSchema)
+    @blp.error_responses(401, 403, 429, 503)
     def post(self, headers, body):
         """登录 Sign in
 
@@ -99,6 +100,7 @@ class ChangePassword(MethodView):
 class EmailCode(MethodView):
     @blp.arguments(schemas.EmailCodeRequestSchema)
     @blp.response(200, schemas.EmailCodeAnswerSchema)
+    @blp.error_responses(429)
     def post(self, body):
         """发送邮箱验证码 Send a 6-digit email code for a scene
 
@@ -114,6 +116,7 @@ class EmailCode(MethodView):
 class CaptchaVerify(MethodView):
     @blp.arguments(schemas.CaptchaVerifySchema)
     @blp.response(200, schemas.CaptchaVerifyAnswerSchema)
+    @blp.error_responses(503)
     def post(self, body):
         """腾讯验证码验证 Check a Tencent captcha ticket"""
         return {

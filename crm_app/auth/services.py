@@ -25,7 +25,7 @@ from crm_app.common.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from crm_app.common.reads import read_connection
+from crm_app.common.reads import fetch_rows
 from crm_app.common.runtime import runtime
 from crm_app.common.timeutil import to_unix, utcnow
 from crm_app.extensions import db
@@ -139,10 +139,10 @@ def load_token_user(payload):
         return None
     if not -(2**63) <= user_id < 2**63:
         return None
-    row = read_connection().execute(TOKEN_USER_QUERY, {"user_id": user_id, "session_id": session_id}).first()
-    if row is None:
+    rows = fetch_rows(TOKEN_USER_QUERY, {"user_id": user_id, "session_id": session_id})
+    if not rows:
         return None
-    user_id, user_type, status, token_version, revoked_at = row
+    user_id, user_type, status, token_version, revoked_at = rows[0]
     if revoked_at is not None or token_version != version:
         return None
     return Caller(user_id, user_type, status, token_version)
@@ -244,7 +244,8 @@ def verify_captcha_ticket(ticket, randstr, user_ip):
 
 def verify_captcha_for_app(app_id, ticket, randstr, user_ip):
     """#5: only our own captcha app can be checked (we hold only its secret)."""
-    if app_id != current_app.config["CAPTCHA_APP_ID"]:
+    our_app_id = current_app.config["CAPTCHA_APP_ID"]
+    if not our_app_id or app_id != our_app_id:  # no captcha app configured: no ticket is ours
         return False
     return verify_captcha_ticket(ticket, randstr, user_ip)
 

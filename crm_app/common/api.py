@@ -1,11 +1,13 @@
 """flask-smorest subclassed once: our error shape, strict argument parsing, bearer auth."""
 
 import functools
+import http
 import json
 import logging
 
 import jwt as pyjwt
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import current_app, g, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -67,8 +69,38 @@ def flatten_location_errors(messages):
     return messages
 
 
+class ErrorResponsesPlugin(BasePlugin):
+    """Documents the errors every operation of a kind can answer, so each status a
+    client may see is listed (not only covered by `default`): 401/403 where a token is
+    required, 404 where the path names an object, 400/422 where input is parsed."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            for status, name in self.statuses(path, operation):
+                responses.setdefault(status, name)
+
+    @staticmethod
+    def statuses(path, operation):
+        if operation.get("security"):
+            yield "401", "UNAUTHORIZED"
+            yield "403", "FORBIDDEN"
+        if "{" in (path or ""):
+            yield "404", "NOT_FOUND"
+        takes_query = any(p.get("in") == "query" for p in operation.get("parameters", []) if isinstance(p, dict))
+        if "requestBody" in operation:
+            yield "400", "BAD_REQUEST"
+        if "requestBody" in operation or takes_query:
+            yield "422", "UNPROCESSABLE_ENTITY"
+
+
 class Api(SmorestApi):
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app, *, spec_kwargs=None):
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), ErrorResponsesPlugin()]
+        super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error):
         data = getattr(error, "data", None) or {}
@@ -127,6 +159,14 @@ ROLE_MEMBERS = {
 }
 
 
+BODY_LOCATIONS = ("json", "form", "files", "json_or_form")
+
+
+def has_required_field(schema):
+    instance = schema() if isinstance(schema, type) else schema
+    return any(field.required for field in instance.fields.values())
+
+
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = StrictFlaskParser(unknown=None)
 
@@ -135,6 +175,32 @@ class Blueprint(SmorestBlueprint):
 
         super().__init__(*args, **kwargs)
         self.before_request(refuse_undeclared_arguments_of_public_routes)
+
+    def error_responses(self, *statuses):
+        """Document the errors an operation answers beyond the ones every operation of
+        its kind gets (see ErrorResponsesPlugin): 409, 429, 503..."""
+
+        def decorator(func):
+            for status in statuses:
+                if status == 429:
+                    func = self.alt_response(
+                        429,
+                        schema=ErrorSchema,
+                        description="Too many attempts; retry after `Retry-After` seconds",
+                        headers={"Retry-After": {"schema": {"type": "integer"}, "required": True}},
+                    )(func)
+                else:
+                    func = self.alt_response(status, http.HTTPStatus(status).name)(func)
+            return func
+
+        return decorator
+
+    def arguments(self, schema, *, location="json", required=None, **kwargs):
+        """A body is documented as required only when it has a required field: a body
+        whose fields are all optional may be left out, and the route accepts that."""
+        if required is None:
+            required = location not in BODY_LOCATIONS or has_required_field(schema)
+        return super().arguments(schema, location=location, required=required, **kwargs)
 
     def login_required(self, role="any"):
         """Require a valid access token whose user has `role`; documents bearer auth."""

@@ -1,6 +1,7 @@
 """Shared marshmallow pieces: strict base schema, paging, money and time fields."""
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -13,6 +14,21 @@ class Schema(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def reject_fractional_integers(self, data, **kwargs):
+        """marshmallow truncates 100.5 to 100 for an Integer; the document says integer."""
+        if not isinstance(data, Mapping):
+            return data
+        errors = {}
+        for name, field in self.load_fields.items():
+            key = field.data_key or name
+            value = data.get(key)
+            if isinstance(field, fields.Integer) and isinstance(value, float) and not value.is_integer():
+                errors[key] = [field.error_messages["invalid"]]
+        if errors:
+            raise ma.ValidationError(errors)
+        return data
 
 
 class EmptySchema(Schema):
