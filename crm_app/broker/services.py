@@ -2,13 +2,13 @@
 
 import copy
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
 from crm_app.broker.models import BrokerSetting, Currency, Menu, PermissionAction
 from crm_app.common.errors import Conflict, NotFound
-from crm_app.common.reads import read_connection
+from crm_app.common.reads import fetch_rows
 from crm_app.extensions import db
 
 I18N_EMPTY = {"en": "", "zh-CN": "", "zh-TW": ""}
@@ -194,17 +194,20 @@ MENU_COLUMNS = (
 )
 
 
+_menus = Menu.__table__
+VISIBLE_MENUS_QUERY = (
+    select(*(_menus.c[name] for name in MENU_COLUMNS))
+    .where(_menus.c.user_type == bindparam("user_type"), _menus.c.status == 1)
+    .order_by(_menus.c.sort_order, _menus.c.id)
+)
+
+
 def menu_tree(user_type):
     """The visible menus of a user type as a tree, children ordered by sort_order.
 
     Read as plain rows: every page load asks for it, and it needs no ORM objects.
     """
-    table = Menu.__table__
-    rows = read_connection().execute(
-        select(*(table.c[name] for name in MENU_COLUMNS))
-        .where(table.c.user_type == user_type, table.c.status == 1)
-        .order_by(table.c.sort_order, table.c.id)
-    ).all()
+    rows = fetch_rows(VISIBLE_MENUS_QUERY, {"user_type": user_type})
     # Grouped by parent: children of a hidden menu are never reached, not promoted to roots.
     groups = {}
     nodes = []

@@ -46,6 +46,35 @@ def read_connection():
     return db.session.connection()
 
 
+def fetch_rows(statement, params=None):
+    """All rows of a fixed Core SELECT, as tuples, on the request's connection.
+
+    On a read-only PostgreSQL request the statement, compiled once, goes straight to
+    the driver (which prepares it after a few runs): the token check and the menu tree
+    run on every page load, and this skips SQLAlchemy's per-execution work for them.
+    Elsewhere it is an ordinary execution.
+    """
+    connection = read_connection()
+    if g.get("read_only_request"):
+        sql, defaults = _driver_sql(statement, connection.dialect)
+        cursor = connection.connection.driver_connection.execute(sql, {**defaults, **(params or {})})
+        return cursor.fetchall()
+    return connection.execute(statement, params or {}).all()
+
+
+_compiled = {}
+
+
+def _driver_sql(statement, dialect):
+    key = (id(statement), dialect.name)
+    entry = _compiled.get(key)
+    if entry is None:
+        compiled = statement.compile(dialect=dialect)
+        # The statement stays referenced, so its id is never reused for another one.
+        entry = _compiled[key] = (compiled.string, dict(compiled.params), statement)
+    return entry[0], entry[1]
+
+
 def configure_request_connections(app, db):
     postgres = db.engine.dialect.name == "postgresql"
 
