@@ -54,9 +54,9 @@ FILTER_LABELS = {
 }
 
 
-def register(name, keys, export_query, title):
+def register(name, keys, export_query, count, title):
     """`export_query(user, filters)` selects one column per key, in order (a nested trading
-    account is its login in a file)."""
+    account is its login in a file); `count(user, filters)` is the list's exact total."""
     columns = [
         Column(key, dict(zip(("en", "zh-CN", "zh-TW"), H[key], strict=True)), align="right" if key in RIGHT else "left")
         for key in keys
@@ -69,6 +69,7 @@ def register(name, keys, export_query, title):
         dict(zip(("en", "zh-CN", "zh-TW"), title, strict=True)),
         filter_labels=FILTER_LABELS,
         csv_by_copy=True,
+        count_for=count,
     )
 
 
@@ -91,9 +92,16 @@ register(
     "withdrawals",
     MONEY_KEYS,
     services.withdrawals_export_query,
+    services.withdrawals_count,
     ("Withdrawals", "出金报表", "出金報表"),
 )
-register("deposits", MONEY_KEYS, services.deposits_export_query, ("Deposits", "入金报表", "入金報表"))
+register(
+    "deposits",
+    MONEY_KEYS,
+    services.deposits_export_query,
+    services.deposits_count,
+    ("Deposits", "入金报表", "入金報表"),
+)
 register(
     "transfers",
     [
@@ -107,23 +115,27 @@ register(
         "status",
     ],
     services.transfers_export_query,
+    services.transfers_count,
     ("Transfers", "转账报表", "轉帳報表"),
 )
 register(
     "history-orders",
     TRADE_KEYS + ["open_price", "open_time", "close_price", "close_time", "sl", "tp", "commission", "swap", "profit"],
     services.history_orders_export_query,
+    services.history_orders_count,
     ("Closed orders", "历史订单报表", "歷史訂單報表"),
 )
 register(
     "positions",
     TRADE_KEYS + ["leverage", "open_price", "open_time", "close_price", "sl", "tp", "commission", "swap", "profit"],
     services.positions_export_query,
+    services.positions_count,
     ("Open positions", "持仓报表", "持倉報表"),
 )
 register(
     "pending-orders",
     TRADE_KEYS + ["pending_price", "pending_time", "sl", "tp"],
     services.pending_orders_export_query,
+    services.pending_orders_count,
     ("Pending orders", "挂单报表", "掛單報表"),
 )
