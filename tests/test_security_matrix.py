@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from tests.conftest import OWNER_KEY, IsolatedClient
 from tests.support.factory import PASSWORD, Factory
-from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD
+from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD, book_counter
 
 ERROR_KEYS = {"code", "status", "message", "errors"}
 UNKNOWN = "zz_not_a_field"
@@ -284,6 +284,7 @@ def build_world(app, api, sim):
     world = {"tokens": tokens, "refresh_tokens": refresh_tokens, "user_ids": ids, "client_id": ids["client"]}
     world["referral_code"] = ok(api.get("/api/v1/ib/profile", headers=bearer(tokens["ib"])))["ReferralCode"]
     admin = bearer(tokens["admin"])
+    first_login = 5900000 + book_counter.next()
 
     # Configuration: a simulated MT5 demo server, an account type, currency, channels, a platform.
     server = ok(
@@ -298,8 +299,9 @@ def build_world(app, api, sim):
                 "manager_login": sim.manager_login,
                 "manager_password": sim.manager_password,
                 "timezone": "Europe/Nicosia",
-                "next_login": 5970000,
-                "last_login": 5970099,
+                # Logins of our own on the session's simulator, as every `book` takes.
+                "next_login": first_login,
+                "last_login": first_login + 99,
             },
         )
     )
