@@ -185,6 +185,18 @@ ROUTES = [
     Route("GET", "/api/v1/admin/sync", ADMIN),
     Route("POST", "/api/v1/admin/sync", ADMIN, body="json"),
     Route("POST", "/api/v1/admin/rebates/run", ADMIN, body="json"),
+    Route("GET", "/api/v1/admin/rebates/runs", ADMIN, query=True),
+    Route("GET", "/api/v1/admin/rebates/runs/{run_id}", ADMIN, params={"run_id": "rebate_run"}),
+    Route("GET", "/api/v1/admin/users/{user_id}/rebate-payout-account", ADMIN, params={"user_id": "ib_id"}),
+    Route(
+        "PUT",
+        "/api/v1/admin/users/{user_id}/rebate-payout-account",
+        ADMIN,
+        params={"user_id": "ib_id"},
+        body="json",
+    ),
+    Route("GET", "/api/v1/ib/rebate-payout-account", IB),
+    Route("PUT", "/api/v1/ib/rebate-payout-account", IB, body="json"),
     Route("GET", "/api/v1/admin/kyc/form", ADMIN),
     Route("PUT", "/api/v1/admin/kyc/form", ADMIN, body="json"),
     Route("GET", "/api/v1/admin/kyc/questionnaires", ADMIN),
@@ -365,6 +377,8 @@ def build_world(app, api, sim):
         platform=platform["id"],
         questionnaire=questionnaires["list"][0]["id"],
         rebate_rule=1,  # refusals come before any lookup
+        rebate_run=1,
+        ib_id=ids["ib"],
         everify_provider="sim",
         missing="no-such-object",
     )
@@ -837,6 +851,13 @@ REACHES = [
         )
         for report in ("history-orders", "positions", "pending-orders")
     ],
+    Reach(
+        "take a trading account for rebates",
+        "other_ib",
+        "PUT",
+        "/api/v1/ib/rebate-payout-account",
+        body=lambda w, t: {"trading_account_id": t["trading_account"]},
+    ),
     Reach("list an IB's client", "other_ib", "GET", "/api/v1/ib/clients?client_user_id={client_id}", list_route=True),
     Reach(
         "list an IB's client's accounts",
