@@ -31,6 +31,16 @@ def env_int(name, default):
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def env_float(name, default):
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
 def env_bool(name, default=False):
     raw = env_str(name)
     if raw is None:
@@ -72,10 +82,10 @@ def load_config(overrides=None):
         "SQLALCHEMY_DATABASE_URI": database_url,
         # Pre-ping costs a round trip on every request. By default only a connection
         # that sat idle in the pool longer than DATABASE_POOL_PING_IDLE_SECONDS is pinged
-        # (a restarted database is noticed there); a busy one that died fails one
-        # request, and then SQLAlchemy recycles the whole pool.
+        # (a restarted database is noticed there); one in steady use is not, and if the
+        # database dropped it, a request's first statement runs again on a new one.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": env_bool("DATABASE_POOL_PRE_PING", False)},
-        "DATABASE_POOL_PING_IDLE_SECONDS": env_int("DATABASE_POOL_PING_IDLE_SECONDS", 10),
+        "DATABASE_POOL_PING_IDLE_SECONDS": env_float("DATABASE_POOL_PING_IDLE_SECONDS", 1.0),
         "REDIS_URL": env_str("REDIS_URL"),
         # Tokens
         "JWT_ALGORITHM": "HS256",

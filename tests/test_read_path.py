@@ -2,11 +2,12 @@
 that loads its ORM user only when asked, the menus answer equal to its schema's dump,
 and idle pooled connections checked before use."""
 
+import pytest
 import sqlalchemy as sa
 
 from crm_app.auth.schemas import MenuListSchema
 from crm_app.auth.services import Caller
-from crm_app.common.reads import ping_idle_connections
+from crm_app.common.reads import IdlePing
 from crm_app.demo import seed_demo
 from crm_app.extensions import db
 
@@ -80,7 +81,7 @@ def test_an_idle_connection_that_died_is_replaced_at_checkout(app):
     with app.app_context():
         engine = sa.create_engine(db.engine.url, pool_size=1, max_overflow=0)
     try:
-        ping_idle_connections(engine, idle_seconds=0.0001)
+        IdlePing(engine, idle_seconds=0.0001)
         with engine.connect() as conn:
             first_pid = conn.execute(sa.text("select pg_backend_pid()")).scalar()
         # The database drops the pooled connection behind the pool's back (a restart would).
@@ -93,3 +94,48 @@ def test_an_idle_connection_that_died_is_replaced_at_checkout(app):
         assert second_pid != first_pid
     finally:
         engine.dispose()
+
+
+def kill_pooled_connections(app):
+    """What a database restart does to the connections waiting in the app's pool."""
+    with app.app_context():
+        outsider = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with outsider.connect() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid() and state = 'idle'"
+                )
+            ).all()
+            conn.commit()
+    finally:
+        outsider.dispose()
+    assert killed, "the app's pool held an idle connection"
+
+
+@pytest.fixture
+def no_idle_ping(app):
+    ping = app.extensions["crm_idle_ping"]
+    saved, ping.idle_seconds = ping.idle_seconds, float("inf")
+    yield
+    ping.idle_seconds = saved
+
+
+def test_a_connection_dropped_by_the_database_costs_no_failed_request(app, client, factory, no_idle_ping, caplog):
+    """A restart drops pooled connections in steady use (not idle long enough to be
+    pinged): the request's first statement finds the connection dead and runs again
+    on a new one, for reads and writes alike."""
+    user = factory.user()
+    headers = factory.headers(client, user)
+    assert client.get("/api/v1/menus", headers=headers).status_code == 200
+
+    kill_pooled_connections(app)
+    assert client.get("/api/v1/menus", headers=headers).status_code == 200
+    assert client.get("/api/v1/auth/permissions", headers=headers).status_code == 200
+
+    kill_pooled_connections(app)
+    response = client.post("/api/v1/auth/logout", headers=headers)
+    assert response.status_code in (200, 204), response.get_json()
+    assert client.get("/api/v1/menus", headers=headers).status_code == 401
+    assert caplog.text.count("retrying on a new one") >= 2

@@ -11,12 +11,15 @@ Every other request (and SQLite) reads inside the session's transaction, so a wr
 sees what its own checks read.
 """
 
+import logging
 import time
 
 from flask import g, has_request_context, request
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+log = logging.getLogger(__name__)
 
 READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
@@ -53,13 +56,50 @@ def fetch_rows(statement, params=None):
     the driver (which prepares it after a few runs): the token check and the menu tree
     run on every page load, and this skips SQLAlchemy's per-execution work for them.
     Elsewhere it is an ordinary execution.
+
+    When it is the request's first statement and the pooled connection turns out dead
+    (the database restarted while it sat in the pool), it runs again once on a new
+    connection: nothing has happened in the request yet, so the retry is safe.
     """
+    from crm_app.extensions import db
+
+    first_statement = g.get("read_connection") is None and not (
+        db.session.registry.has() and db.session().in_transaction()
+    )
+    try:
+        return _fetch_rows(statement, params)
+    except Exception as exc:
+        if not (first_statement and _connection_lost(exc)):
+            raise
+        log.warning("database connection lost; retrying on a new one")
+        _discard_request_connection(db)
+        return _fetch_rows(statement, params)
+
+
+def _fetch_rows(statement, params):
     connection = read_connection()
     if g.get("read_only_request"):
         sql, defaults = _driver_sql(statement, connection.dialect)
         cursor = connection.connection.driver_connection.execute(sql, {**defaults, **(params or {})})
         return cursor.fetchall()
     return connection.execute(statement, params or {}).all()
+
+
+def _connection_lost(exc):
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    connection = g.get("read_connection")
+    driver_connection = connection.connection.driver_connection if connection is not None else None
+    return bool(driver_connection is not None and getattr(driver_connection, "broken", False))
+
+
+def _discard_request_connection(db):
+    connection = g.pop("read_connection", None)
+    if connection is not None:
+        connection.invalidate()
+        connection.close()
+    else:
+        db.session.rollback()
 
 
 _compiled = {}
@@ -94,29 +134,34 @@ def configure_request_connections(app, db):
 
     idle_seconds = app.config.get("DATABASE_POOL_PING_IDLE_SECONDS")
     if idle_seconds and not app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping"):
-        ping_idle_connections(db.engine, idle_seconds)
+        app.extensions["crm_idle_ping"] = IdlePing(db.engine, idle_seconds)
 
 
-def ping_idle_connections(engine, idle_seconds):
+class IdlePing:
     """Ping a pooled connection at checkout only when it sat idle for a while.
 
     A connection in steady use costs no extra round trip (pre-ping would cost one per
     request); one that sat idle, for instance across a database restart, is checked
-    and silently replaced when dead. A busy connection that the database lost fails
-    its request once, and SQLAlchemy then recycles the whole pool.
+    and silently replaced when dead. A connection in steady use that the database
+    dropped is caught by `fetch_rows` (the request's first statement runs again).
     """
 
-    @event.listens_for(engine, "checkin")
+    def __init__(self, engine, idle_seconds):
+        self.idle_seconds = idle_seconds
+        event.listen(engine, "checkin", self.remember_checkin)
+        event.listen(engine, "checkout", self.ping_if_idle)
+        self.engine = engine
+
+    @staticmethod
     def remember_checkin(dbapi_connection, connection_record):
         connection_record.info["checked_in_at"] = time.monotonic()
 
-    @event.listens_for(engine, "checkout")
-    def ping_if_idle(dbapi_connection, connection_record, connection_proxy):
+    def ping_if_idle(self, dbapi_connection, connection_record, connection_proxy):
         checked_in_at = connection_record.info.get("checked_in_at")
-        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+        if checked_in_at is None or time.monotonic() - checked_in_at < self.idle_seconds:
             return
         try:
-            engine.dialect.do_ping(dbapi_connection)
+            self.engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:
             # The pool discards this connection and checks out (or opens) another.
             raise DisconnectionError("pooled connection is dead") from exc
