@@ -162,6 +162,9 @@ def load_config(overrides=None):
         # An Idempotency-Key whose request left no answer this long ago is judged by what the
         # database says it did (longer than any request lives: gunicorn's --timeout is 30).
         "IDEMPOTENCY_STALE_SECONDS": env_int("IDEMPOTENCY_STALE_SECONDS", 120),
+        # A review item claimed this long ago by a request that never finished (nor could
+        # record a failure) may be approved or rejected again.
+        "REVIEW_CLAIM_STALE_SECONDS": env_int("REVIEW_CLAIM_STALE_SECONDS", 120),
         # OpenAPI / Swagger UI (assets served by the app itself: no CDN)
         "API_TITLE": "Forex broker CRM",
         "API_VERSION": "v1",

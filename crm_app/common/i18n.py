@@ -71,6 +71,11 @@ MESSAGES = {
     "amount_out_of_range": ("The amount is outside this channel's limits.", "金额超出该渠道的限额。", "金額超出該渠道的限額。"),
     "idempotency_key_reused": ("This Idempotency-Key was used with another request.", "该幂等键已用于其他请求。", "該冪等鍵已用於其他請求。"),
     "idempotency_key_in_use": ("A request with this Idempotency-Key is still running.", "使用该幂等键的请求仍在处理中。", "使用該冪等鍵的請求仍在處理中。"),
+    "idempotency_key_interrupted": (
+        "The first request with this Idempotency-Key failed after it was recorded.",
+        "使用该幂等键的首个请求在记录后失败。",
+        "使用該冪等鍵的首個請求在記錄後失敗。",
+    ),
     "review_already_decided": ("This review item has already been decided.", "该审核项已处理。", "該審核項已處理。"),
     "trading_server_unavailable": ("The trading server is not answering; try again shortly.", "交易服务器暂时无响应，请稍后再试。", "交易伺服器暫時無回應，請稍後再試。"),
     "invalid_trading_password": ("The trading password does not meet the platform's rules.", "交易密码不符合平台规则。", "交易密碼不符合平台規則。"),

@@ -9,7 +9,9 @@ at once can never both run the effect. An effect that fails leaves the item in
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import func, select, update
 
 from crm_app.admin.services import record_audit_log
@@ -83,13 +85,21 @@ def list_review_items(page, size, type=None, status=None, user_id=None):
 
 
 def _claim(item_id, actor):
-    """pending -> auditing (or a failed auditing item, for a retry), atomically."""
+    """pending -> auditing, atomically; or an auditing item again, for a retry, when
+    its last attempt failed, or when it was claimed so long ago that the request
+    which claimed it must have died (the database went away before it could record
+    its failure). Handlers are safe to run again: their effects are keyed."""
     now = utcnow()
+    stale_before = now - timedelta(seconds=current_app.config["REVIEW_CLAIM_STALE_SECONDS"])
     claimed = db.session.execute(
         update(ReviewItem)
         .where(
             ReviewItem.id == item_id,
-            (ReviewItem.status == "pending") | ((ReviewItem.status == "auditing") & ReviewItem.last_error.is_not(None)),
+            (ReviewItem.status == "pending")
+            | (
+                (ReviewItem.status == "auditing")
+                & (ReviewItem.last_error.is_not(None) | (ReviewItem.updated_at < stale_before))
+            ),
         )
         .values(status="auditing", auditor_id=actor.id, last_error=None, updated_at=now)
         .execution_options(synchronize_session=False)
