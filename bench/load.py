@@ -429,7 +429,12 @@ class Client(Portal):
         """1.00 from one own account to the other, back the next time: balances stay put."""
         source, target = self.me["accounts"][self.direction], self.me["accounts"][1 - self.direction]
         self.direction = 1 - self.direction
-        body = {"source_trading_account_id": source, "target_trading_account_id": target, "amount": "1.00"}
+        body = {
+            "source_trading_account_id": source,
+            "target_trading_account_id": target,
+            "amount": "1.00",
+            "remark": "load test",
+        }
         self.post("/api/v1/client/transfers", "POST /client/transfers", body)
 
     @task(1)
