@@ -1,7 +1,7 @@
 """Rebates calculated per second: the engine over N closing deals under a five-level IB tree.
 
     python -m bench.rebates_rate [--deals 1000000] [--admin-url URL] [--batches-per-call 50]
-                                 [--profile] [--keep-database]
+                                 [--batch-size N] [--profile] [--keep-database]
 
 1. Creates a PostgreSQL database of its own (through the admin URL) and runs the release
    step (`flask db upgrade`) against it in a subprocess, as a production host would.
@@ -14,6 +14,9 @@
    under 60 s). Then ANALYZE.
 3. In-process (`crm_app.create_app()`, app context), calls `calculate_rebates()` until it
    reports no deal left, and prints deals/s, rebate rows written and peak memory (RSS).
+   It also reads the CPU time used by this process and by the database's server
+   processes (from /proc, when the server runs on this machine): on a shared machine the
+   wall-clock rate depends on the neighbours, deals per CPU second much less.
    With `--profile`, the first batch is run under cProfile first (not timed) and its
    top functions are printed.
 4. Drops the database, whatever happened.
@@ -51,6 +54,7 @@ def parse_args(argv=None):
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_DATABASE_ADMIN_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--deals", type=int, default=1_000_000, help="closed positions to rebate")
     parser.add_argument("--batches-per-call", type=int, default=50, help="max_batches of each engine call")
+    parser.add_argument("--batch-size", type=int, default=None, help="closing deals per batch (engine default)")
     parser.add_argument("--profile", action="store_true", help="profile the first batch (not timed)")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
     return parser.parse_args(argv)
@@ -194,7 +198,7 @@ def fill(conn, deals):
                v.volume, 1.1, t.close_time - t.held, 1.1005, t.close_time,
                round((random() * 200 - 100)::numeric, 2), -round(v.volume * 7, 2), 0, 0, 0,
                ('[' || (50000000 + 2 * g - 1) || ']')::json, t.close_time
-        FROM generate_series(1, {deals}) g
+        FROM generate_series(CAST(1 AS bigint), {deals}) g
         JOIN trading_accounts a ON a.id = {accounts[1]} + (g * 7919) % {accounts[0]}
         CROSS JOIN LATERAL (
             SELECT round((0.01 + 0.01 * floor(random() * 200))::numeric, 2) AS volume
@@ -213,6 +217,31 @@ def fill(conn, deals):
 # Engine ---------------------------------------------------------------------
 
 
+def backend_cpu_seconds(conn, database):
+    """{pid: CPU seconds} of the server processes serving `database` (empty if not readable)."""
+    pids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (database,)
+        )
+    ]
+    answer = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        answer[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return answer
+
+
+def own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -225,11 +254,15 @@ def run_engine(args, database_url):
 
     app = create_app()
     result = {"deals": 0, "rebates": 0, "calls": 0, "profile": None}
-    with app.app_context():
+    database = database_url.rsplit("/", 1)[1]
+    watcher = psycopg.connect(libpq_url(database_url), autocommit=True)
+    with app.app_context(), closing(watcher):
+        db.session.execute(db.text("SELECT 1"))  # the engine's connection, so its server process is counted
+        db.session.commit()
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            first = services.calculate_rebates(max_batches=1)
+            first = services.calculate_rebates(batch_size=args.batch_size, max_batches=1)
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
@@ -238,9 +271,10 @@ def run_engine(args, database_url):
             result["profile"] = out.getvalue()
             result["profiled"] = first
         rss_before = peak_rss_mb()
+        backend_before, own_before = backend_cpu_seconds(watcher, database), own_cpu_seconds()
         started = time.perf_counter()
         while True:
-            counts = services.calculate_rebates(max_batches=args.batches_per_call)
+            counts = services.calculate_rebates(batch_size=args.batch_size, max_batches=args.batches_per_call)
             result["calls"] += 1
             result["deals"] += counts["deals"]
             result["rebates"] += counts["rebates"]
@@ -254,10 +288,23 @@ def run_engine(args, database_url):
             else:
                 break
         result["seconds"] = time.perf_counter() - started
+        backend_after = backend_cpu_seconds(watcher, database)
+        result["own_cpu"] = own_cpu_seconds() - own_before
+        result["backend_cpu"] = (
+            sum(seconds - backend_before.get(pid, 0.0) for pid, seconds in backend_after.items())
+            if backend_after
+            else None
+        )
         result["rss_before"] = rss_before
         result["rss_peak"] = peak_rss_mb()
         db.session.remove()
     return result
+
+
+def services_batch_size():
+    from crm_app.rebates.services import PG_BATCH_SIZE
+
+    return PG_BATCH_SIZE
 
 
 def main(argv=None):
@@ -295,13 +342,21 @@ def main(argv=None):
         f"{shape['clients']} clients, {shape['accounts']} accounts, {paths[0]} closure rows (max depth {paths[1]}), "
         f"{args.deals} closing deals (1 in 20 held < 60 s)"
     )
-    print(f"  engine: calculate_rebates(max_batches={args.batches_per_call}) until no deal is left")
+    batch = args.batch_size or services_batch_size()
+    print(f"  engine: calculate_rebates(batch_size={batch}, max_batches={args.batches_per_call}) until no deal is left")
     print()
     print(f"deals rebated (timed): {result['deals']} in {result['seconds']:.1f} s, {result['calls']} calls")
     print(f"rebate rows written (timed): {result['rebates']} ({total_rows} in the table)")
     for reason, count, amount in by_reason:
         print(f"  {reason}: {count} rows, {amount}")
     print(f"peak RSS: {result['rss_peak']:.0f} MB (before the timed run: {result['rss_before']:.0f} MB)")
+    if result["backend_cpu"] is not None:
+        cpu = result["own_cpu"] + result["backend_cpu"]
+        print(
+            f"CPU: {result['own_cpu']:.1f} s here + {result['backend_cpu']:.1f} s in PostgreSQL = {cpu:.1f} s "
+            f"for {result['seconds']:.1f} s of wall time: {result['deals'] / cpu:.0f} deals per CPU second"
+        )
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     verdict = "meets" if rate >= TARGET else "misses"
     print(f"rate: {rate:.0f} deals/s ({verdict} the {TARGET} deals/s target)")
     return 0

@@ -120,6 +120,20 @@ def forget_watermark():
     db.session.commit()
 
 
+def run_now(client, tree, run_jobs, settle=True):
+    """An admin's on-demand run: queued at once (202), done by the worker, followed by its id."""
+    started = client.post("/api/v1/admin/rebates/run", headers=tree["admin"], json={"settle": settle})
+    assert started.status_code == 202, started.get_json()
+    queued = started.get_json()
+    assert (queued["status"], queued["settle"], queued["job_id"]) == ("queued", settle, f"rebate-run-{queued['id']}")
+    run_jobs()
+    followed = client.get(f"/api/v1/admin/rebates/runs/{queued['id']}", headers=tree["admin"])
+    assert followed.status_code == 200, followed.get_json()
+    answer = followed.get_json()
+    assert answer["status"] == "finished" and answer["finished_at"], answer
+    return {key: answer[key] for key in ("deals", "rebates", "settlements", "paid")}
+
+
 def server_balance(account_id):
     account = db.session.get(TradingAccount, account_id)
     return gateway_for(account.server).trade_state(account.login).balance
@@ -262,7 +276,8 @@ def test_a_rule_change_is_not_retroactive(client, tree):
 @pytest.fixture
 def traded(client, tree, sim):
     """Carol closes EURUSD 1.00 lot on the simulator; the sync brings it in. Sam and Ivy each
-    have a demo account chosen for payouts."""
+    have an account chosen for payouts (opened on the simulator's demo server, then marked
+    live: rebates are paid to live accounts only)."""
     rule(client, tree)
     book = tree["book"]
     carol_account = db.session.get(TradingAccount, open_demo(client, tree["headers"]["carol"], book).get_json()["id"])
@@ -285,19 +300,18 @@ def traded(client, tree, sim):
     payout = {}
     for name in ("sam", "ivy"):
         account_id = open_demo(client, tree["headers"][name], book).get_json()["id"]
+        db.session.execute(update(TradingAccount).where(TradingAccount.id == account_id).values(is_demo=False))
+        db.session.commit()
         rebates.set_payout_account(tree["users"][name], account_id)
         payout[name] = account_id
     return payout
 
 
-def test_settlement_pays_each_ib_once(client, tree, traded):
-    answer = client.post("/api/v1/admin/rebates/run", headers=tree["admin"], json={"settle": True})
-    assert answer.status_code == 200, answer.get_json()
-    assert answer.get_json() == {"deals": 1, "rebates": 2, "settlements": 2, "paid": 2}
+def test_settlement_pays_each_ib_once(client, tree, traded, run_jobs):
+    assert run_now(client, tree, run_jobs) == {"deals": 1, "rebates": 2, "settlements": 2, "paid": 2}
     assert server_balance(traded["sam"]) == Decimal("8.00")
     assert server_balance(traded["ivy"]) == Decimal("2.00")
-    again = client.post("/api/v1/admin/rebates/run", headers=tree["admin"], json={"settle": True}).get_json()
-    assert again == {"deals": 0, "rebates": 0, "settlements": 0, "paid": 0}
+    assert run_now(client, tree, run_jobs) == {"deals": 0, "rebates": 0, "settlements": 0, "paid": 0}
     assert server_balance(traded["sam"]) == Decimal("8.00")
 
     summary = client.get("/api/v1/ib/commissions", headers=tree["headers"]["sam"]).get_json()
@@ -319,12 +333,12 @@ def test_settlement_pays_each_ib_once(client, tree, traded):
     assert records[0]["payment_time"] and records[0]["trade_profit"] == "100.00"
 
 
-def test_payout_with_the_server_failing_then_recovering_pays_once(client, tree, traded, sim):
+def test_payout_with_the_server_failing_then_recovering_pays_once(client, tree, traded, sim, run_jobs):
     from crm_app.money.services import reconcile_open_operations
 
     sim.faults(error_rate=1, paths=["trade/balance"])
     try:
-        answer = client.post("/api/v1/admin/rebates/run", headers=tree["admin"], json={"settle": True}).get_json()
+        answer = run_now(client, tree, run_jobs)
     finally:
         sim.faults(error_rate=0, latency_ms=0, lost_answer_rate=0)
     assert answer["settlements"] == 2 and answer["paid"] == 0
@@ -344,7 +358,7 @@ def test_payout_with_the_server_failing_then_recovering_pays_once(client, tree, 
 
 
 def test_export_of_the_commission_details(client, tree, traded, run_jobs):
-    client.post("/api/v1/admin/rebates/run", headers=tree["admin"], json={"settle": True})
+    run_now(client, tree, run_jobs)
     for path in ("/api/v1/ib/commissions/details/export", "/api/v1/ib/commissions/export"):
         started = client.post(path, headers=tree["headers"]["sam"], json={"time_search_type": "grant_at"})
         assert started.status_code == 200, started.get_json()

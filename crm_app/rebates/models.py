@@ -7,12 +7,19 @@
 - `rebates`: UNIQUE (server_id, close_deal_ticket, ib_id): a closing deal pays an IB once,
   whatever the retries or concurrent runs (inserts are `ON CONFLICT DO NOTHING`). A zero
   amount always carries a `reason`.
+  Its foreign keys are those that guard something: the receiving IB and the client, the
+  rule version (RESTRICT: a version that rebates name cannot be deleted) and the
+  settlement. The server, account, closed position and sub-IB are copied from rows the
+  engine joins in the same statement and carry no foreign key: at millions of rows, each
+  key check costs more than the insert itself.
 - `rebate_settlements`: the "commission" of the reports: the unpaid rebates of one IB
   gathered (each rebate is marked with the settlement in the same transaction) and paid
   to one of the IB's trading accounts through a balance operation (kind REB).
 - `rebate_engine_state`: the engine's watermark on closed_positions.id (one row).
 - `rebate_payout_accounts`: an IB's chosen payout account (default: its first active
   live account).
+- `rebate_runs`: one row per on-demand run (`POST /admin/rebates/run`), its id the
+  admin's handle on the queued job: status, counts, error, times.
 """
 
 from datetime import datetime
@@ -23,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
+from crm_app.sync.models import ClosedPosition
 
 MONEY = Numeric(20, 2)
 LOTS = Numeric(20, 8)
@@ -32,6 +40,7 @@ ROW_ID = BigInteger().with_variant(Integer, "sqlite")
 RULE_MODES = ("per_lot", "commission_percent")
 ZERO_REASONS = ("no_rule", "held_too_short", "own_trade", "level_not_covered", "no_difference", "zero_amount")
 SETTLEMENT_STATUSES = ("paying", "paid", "failed")
+RUN_STATUSES = ("queued", "running", "finished", "failed")
 
 
 class RebateRule(db.Model):
@@ -105,13 +114,13 @@ class Rebate(db.Model):
     __tablename__ = "rebates"
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
-    server_id: Mapped[int] = mapped_column(ForeignKey("trading_servers.id", ondelete="CASCADE"))
+    server_id: Mapped[int] = mapped_column()
     close_deal_ticket: Mapped[int] = mapped_column(BigInteger)
     ib_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    closed_position_id: Mapped[int | None] = mapped_column(ForeignKey("closed_positions.id", ondelete="SET NULL"))
+    closed_position_id: Mapped[int | None] = mapped_column(ROW_ID)
     client_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    sub_ib_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    trading_account_id: Mapped[int | None] = mapped_column(ForeignKey("trading_accounts.id", ondelete="SET NULL"))
+    sub_ib_id: Mapped[int | None] = mapped_column()
+    trading_account_id: Mapped[int | None] = mapped_column()
     login: Mapped[int] = mapped_column(BigInteger)
     close_order: Mapped[int] = mapped_column(BigInteger, default=0)
     position_id: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -136,7 +145,13 @@ class Rebate(db.Model):
     __table_args__ = (
         UniqueConstraint("server_id", "close_deal_ticket", "ib_id", name="uq_rebates_deal_ib"),
         Index("ix_rebates_ib_calculated", "ib_id", "calculated_at", "id"),
-        Index("ix_rebates_settlement", "settlement_id"),
+        # Rows are written unsettled: only settled ones need finding by settlement.
+        Index(
+            "ix_rebates_settlement",
+            "settlement_id",
+            postgresql_where=text("settlement_id IS NOT NULL"),
+            sqlite_where=text("settlement_id IS NOT NULL"),
+        ),
         Index(
             "ix_rebates_unsettled",
             "ib_id",
@@ -144,3 +159,26 @@ class Rebate(db.Model):
             postgresql_where=text("settlement_id IS NULL AND amount > 0"),
         ),
     )
+
+
+class RebateRun(db.Model):
+    __tablename__ = "rebate_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the RQ job (none when run in-process)
+    settle: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    deals: Mapped[int] = mapped_column(default=0)
+    rebates: Mapped[int] = mapped_column(default=0)
+    settlements: Mapped[int] = mapped_column(default=0)
+    paid: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+# The engine's rescan reads the closing deals synced in the last minutes at or below its
+# watermark: an index on synced_at keeps that from scanning the whole table.
+Index("ix_closed_positions_synced_at", ClosedPosition.__table__.c.synced_at)

@@ -4,6 +4,7 @@ from flask.views import MethodView
 
 from crm_app.common.api import Blueprint, current_user
 from crm_app.common.context import client_info_from_request
+from crm_app.common.schemas import PageQuerySchema
 from crm_app.exports.routes import export_route
 from crm_app.rebates import reports, schemas, services
 
@@ -68,19 +69,83 @@ class RuleItem(MethodView):
 class RunRebates(MethodView):
     @admin_blp.login_required("admin")
     @admin_blp.arguments(schemas.RunRequestSchema)
-    @admin_blp.response(200, schemas.RunAnswerSchema)
+    @admin_blp.response(202, schemas.RebateRunSchema)
     def post(self, body):
-        """Calculate rebates now (and settle and pay them with `settle: true`)
+        """Calculate rebates now (and settle and pay them with `settle: true`), in a queued job
 
-        Safe to call at any time and at once with the schedule: a closing deal pays an IB once.
+        Answers at once with the run (`status` `queued`); `GET /api/v1/admin/rebates/runs/{id}`
+        follows it to `finished` with its counts, or `failed` with its error. Safe to call at
+        any time and at once with the schedule: a closing deal pays an IB once.
         """
-        answer = services.run(settle=body["settle"])
-        settled = answer.get("settled") or {}
-        return {
-            **answer["calculated"],
-            "settlements": settled.get("settlements", 0),
-            "paid": settled.get("paid", 0),
-        }
+        return services.request_run(body["settle"], current_user, client_info_from_request())
+
+
+@admin_blp.route("/rebates/runs")
+class RebateRuns(MethodView):
+    @admin_blp.login_required("admin")
+    @admin_blp.arguments(PageQuerySchema, location="query")
+    @admin_blp.response(200, schemas.RebateRunListSchema)
+    def get(self, args):
+        """On-demand rebate runs, newest first"""
+        rows, total = services.list_runs(args["page"], args["size"])
+        return {"list": rows, "total": total}
+
+
+@admin_blp.route("/rebates/runs/<int:run_id>")
+class RebateRunItem(MethodView):
+    @admin_blp.login_required("admin")
+    @admin_blp.response(200, schemas.RebateRunSchema)
+    def get(self, run_id):
+        """One rebate run: its status, counts and error"""
+        return services.get_run(run_id)
+
+
+@admin_blp.route("/users/<int:user_id>/rebate-payout-account")
+class AdminPayoutAccount(MethodView):
+    @admin_blp.login_required("admin")
+    @admin_blp.response(200, schemas.PayoutAccountSchema)
+    def get(self, user_id):
+        """The trading account an IB's rebates are paid to (404 for a user who is no IB)"""
+        return services.payout_account_view(user_id)
+
+    @admin_blp.login_required("admin")
+    @admin_blp.arguments(schemas.PayoutAccountChoiceSchema)
+    @admin_blp.response(200, schemas.PayoutAccountSchema)
+    def put(self, body, user_id):
+        """Choose the trading account an IB's rebates are paid to (audit-logged)
+
+        One of the IB's own live, active accounts: another user's account is 404, a demo or
+        inactive one 422 `payout_account_not_eligible`. Applies to settlements from now on.
+        """
+        return services.choose_payout_account(
+            user_id, body["trading_account_id"], current_user, client_info_from_request()
+        )
+
+
+@blp.route("/rebate-payout-account")
+class PayoutAccount(MethodView):
+    @blp.login_required("ib")
+    @blp.response(200, schemas.PayoutAccountSchema)
+    def get(self):
+        """The trading account the IB's rebates are paid to
+
+        `source` says whether the IB chose it or it is the default (its first active live
+        account); `none` when it has no live account yet (its rebates wait for one).
+        """
+        return services.payout_account_view(current_user.id)
+
+    @blp.login_required("ib")
+    @blp.arguments(schemas.PayoutAccountChoiceSchema)
+    @blp.response(200, schemas.PayoutAccountSchema)
+    def put(self, body):
+        """Choose the trading account the IB's rebates are paid to
+
+        One of its own live, active accounts: any other account is 404, its own demo or
+        inactive account 422 `payout_account_not_eligible`. Applies to settlements from now on.
+        """
+        return services.choose_payout_account(
+            current_user.id, body["trading_account_id"], current_user, client_info_from_request()
+        )
 
 
 def _page(query, row_view, args):

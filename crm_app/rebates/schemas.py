@@ -104,11 +104,57 @@ class RunRequestSchema(Schema):
     settle = fields.Boolean(load_default=False, metadata={"description": "Settle and pay unpaid rebates too"})
 
 
-class RunAnswerSchema(Schema):
-    deals = fields.Integer(metadata={"description": "Closing deals read"})
-    rebates = fields.Integer(metadata={"description": "Rebate rows written (one per closing deal per IB)"})
-    settlements = fields.Integer(metadata={"description": "Settlements made (with settle)"})
-    paid = fields.Integer(metadata={"description": "Settlements paid on the trading server (with settle)"})
+class RebateRunSchema(Schema):
+    id = fields.Integer(metadata={"description": "The run: `GET /api/v1/admin/rebates/runs/{id}` follows it"})
+    job_id = fields.String(
+        allow_none=True, metadata={"description": "The queued job (none when it ran in the request, without Redis)"}
+    )
+    status = fields.String(metadata={"description": "`queued`, `running`, `finished` or `failed`"})
+    settle = fields.Boolean(metadata={"description": "Settles and pays unpaid rebates after calculating"})
+    deals = fields.Integer(metadata={"description": "Closing deals read (when finished)"})
+    rebates = fields.Integer(
+        metadata={"description": "Rebate rows written, one per closing deal per IB (when finished)"}
+    )
+    settlements = fields.Integer(metadata={"description": "Settlements made (with settle, when finished)"})
+    paid = fields.Integer(
+        metadata={"description": "Settlements paid on the trading server (with settle, when finished)"}
+    )
+    error = fields.String(allow_none=True, metadata={"description": "Why the run failed"})
+    requested_by_id = fields.Integer(allow_none=True, metadata={"description": "The admin who asked for it"})
+    requested_at = BrokerTime()
+    started_at = BrokerTime(allow_none=True)
+    finished_at = BrokerTime(allow_none=True)
+
+
+RebateRunListSchema = list_schema(RebateRunSchema, "RebateRunListSchema")
+
+
+# Payout account --------------------------------------------------------------------------
+
+
+class PayoutAccountSchema(Schema):
+    trading_account_id = fields.Integer(
+        allow_none=True, metadata={"description": "The account settlements pay to (none: rebates wait)"}
+    )
+    login = fields.Integer(allow_none=True)
+    currency = fields.String(allow_none=True)
+    server_name = fields.String(allow_none=True)
+    account_type_name = fields.String(allow_none=True)
+    source = fields.String(
+        metadata={
+            "description": "`chosen` (by the IB or an admin), `default` (the IB's first active live account: "
+            "none chosen, or the chosen one is no longer active) or `none`"
+        }
+    )
+    updated_at = BrokerTime(allow_none=True, metadata={"description": "When the chosen account was set"})
+
+
+class PayoutAccountChoiceSchema(Schema):
+    trading_account_id = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "One of the IB's own live, active trading accounts"},
+    )
 
 
 # Reports ---------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fnmatch import fnmatchcase
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from crm_app.admin.services import record_audit_log
 from crm_app.auth.models import IbTreePath, User
@@ -34,6 +35,7 @@ from crm_app.rebates.models import (
     RebateEngineState,
     RebatePayoutAccount,
     RebateRule,
+    RebateRun,
     RebateSettlement,
 )
 from crm_app.sync.models import ClosedPosition
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "rebate_settlement"
 CENTS = Decimal("0.01")
-BATCH_SIZE = 2000
+BATCH_SIZE = 2000  # closing deals per batch, row by row in Python (SQLite)
+PG_BATCH_SIZE = 50000  # closing deals per batch, in one statement (PostgreSQL)
 # Closing deals committed late (a sync transaction that took a lower id but committed after
 # a higher one) are met again by re-reading what was synced this recently.
 RESCAN_SECONDS = 600
@@ -221,14 +224,6 @@ def load_rules():
     return rules
 
 
-def find_rule(rules, account_type_id, mt_group, symbol, moment):
-    """The most specific enabled rule version valid at `moment` (rules come sorted)."""
-    for rule in rules:
-        if rule.covers(moment) and rule.matches(account_type_id, mt_group, symbol):
-            return rule
-    return None
-
-
 # Amounts ---------------------------------------------------------------------------------
 
 
@@ -264,11 +259,28 @@ def compute_amounts(rule, levels, lots, commission):
 
 
 # The engine ------------------------------------------------------------------------------
+#
+# Two ways to the same rows. On PostgreSQL a batch of closing deals is one
+# `INSERT ... SELECT ... ON CONFLICT DO NOTHING`: the deals joined to their accounts, the
+# owner's IB chain from the closure table, and the rule version valid at the close time,
+# amounts and reasons computed by the database (thousands of deals a second). Only the
+# symbol/group pattern matching stays in Python (fnmatch semantics, a handful of distinct
+# (account type, symbol) pairs per batch), handed to the statement as arrays. Elsewhere
+# (SQLite, the demo) the same rows are built in Python, row by row.
+
+
+def _dialect_name():
+    return db.session.get_bind().dialect.name
+
+
+def _insert(model):
+    """INSERT for the bound dialect, with its ON CONFLICT clause."""
+    return (pg_insert if _dialect_name() == "postgresql" else sqlite_insert)(model)
 
 
 def _engine_state_for_update():
     db.session.execute(
-        pg_insert(RebateEngineState).values(id=1, last_closed_position_id=0, last_counts={}).on_conflict_do_nothing()
+        _insert(RebateEngineState).values(id=1, last_closed_position_id=0, last_counts={}).on_conflict_do_nothing()
     )
     return db.session.scalar(
         select(RebateEngineState)
@@ -276,6 +288,31 @@ def _engine_state_for_update():
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+
+
+class RuleIndex:
+    """The enabled rule versions (most specific first), and per (account type, symbol) the
+    versions whose patterns match it, whatever their validity, in that order."""
+
+    def __init__(self):
+        self.rules = load_rules()
+        self.mt_groups = dict(db.session.execute(select(AccountType.id, AccountType.mt_group)).all())
+        self._matching = {}
+
+    def matching(self, account_type_id, symbol):
+        key = (account_type_id, symbol)
+        if key not in self._matching:
+            mt_group = self.mt_groups.get(account_type_id)
+            self._matching[key] = [
+                (rank, rule) for rank, rule in enumerate(self.rules) if rule.matches(account_type_id, mt_group, symbol)
+            ]
+        return self._matching[key]
+
+    def find(self, account_type_id, symbol, moment):
+        for _rank, rule in self.matching(account_type_id, symbol):
+            if rule.covers(moment):
+                return rule
+        return None
 
 
 def _chains(client_ids):
@@ -293,8 +330,8 @@ def _chains(client_ids):
     return chains, ib_ids
 
 
-def rebate_rows(positions, rules, now):
-    """The rebate rows (dicts) for a batch of closed positions."""
+def rebate_rows(positions, rule_index, now):
+    """The rebate rows (dicts) for a batch of closed positions (the generic path)."""
     account_ids = {p.trading_account_id for p in positions if p.trading_account_id}
     accounts = {
         row.id: row
@@ -304,7 +341,6 @@ def rebate_rows(positions, rules, now):
                 TradingAccount.user_id,
                 TradingAccount.account_type_id,
                 TradingAccount.currency,
-                AccountType.mt_group,
             )
             .join(AccountType, AccountType.id == TradingAccount.account_type_id)
             .where(TradingAccount.id.in_(account_ids))
@@ -322,7 +358,7 @@ def rebate_rows(positions, rules, now):
             receivers.insert(0, (0, owner))
         if not receivers:
             continue
-        rule = find_rule(rules, account.account_type_id, account.mt_group, position.symbol, position.close_time)
+        rule = rule_index.find(account.account_type_id, position.symbol, position.close_time)
         base = {
             "server_id": position.server_id,
             "close_deal_ticket": position.close_deal_ticket,
@@ -378,87 +414,232 @@ def rebate_rows(positions, rules, now):
     return rows
 
 
-def _insert(rows):
+def _insert_rows(rows):
     if not rows:
         return 0
-    # One fixed statement with the rows as parameters: compiled once and cached, sent in
-    # batches by the driver (a VALUES list built per batch cost 95% of the engine's time).
+    # One fixed statement with the rows as parameters: compiled once and cached.
     statement = (
-        pg_insert(Rebate)
+        _insert(Rebate)
         .on_conflict_do_nothing(index_elements=["server_id", "close_deal_ticket", "ib_id"])
         .returning(Rebate.id)
     )
     return len(db.session.execute(statement, rows).all())
 
 
-def calculate_rebates(batch_size=BATCH_SIZE, max_batches=None):
+# The deals of a batch: ids in (after, upto]; a rescan takes only those synced recently
+# that have no rebate row yet (every row of a deal is written by one statement).
+BATCH_DEALS = "cp.id > :after AND cp.id <= :upto"
+RESCAN_DEALS = (
+    "cp.id > :after AND cp.id <= :upto AND cp.synced_at >= :since AND NOT EXISTS (SELECT 1 FROM rebates rb"
+    " WHERE rb.server_id = cp.server_id AND rb.close_deal_ticket = cp.close_deal_ticket)"
+)
+
+PAIRS_SQL = """
+SELECT DISTINCT ta.account_type_id, cp.symbol
+FROM closed_positions cp JOIN trading_accounts ta ON ta.id = cp.trading_account_id
+WHERE {deals}
+"""
+
+# Levels: level 0 is the IB's own trade; level n the n-th IB up the closure table (non-IB
+# ancestors skipped); the sub-IB of level n >= 2 is the IB of level n - 1. Amounts and
+# reasons follow `compute_amounts` exactly (ROUND on non-negative numerics is HALF_UP).
+REBATES_SQL = """
+WITH deals AS MATERIALIZED (
+    SELECT cp.id, cp.server_id, cp.close_deal_ticket, cp.close_order, cp.position_id, cp.login, cp.symbol,
+           cp.volume, cp.open_price, cp.close_price, cp.open_time, cp.close_time, cp.profit, cp.commission,
+           ta.id AS account_id, ta.user_id AS owner_id, ta.account_type_id, ta.currency
+    FROM closed_positions cp
+    JOIN trading_accounts ta ON ta.id = cp.trading_account_id
+    JOIN trading_account_types tat ON tat.id = ta.account_type_id
+    WHERE {deals}
+),
+candidates (account_type_id, symbol, rule_id, rank) AS (
+    SELECT * FROM unnest(CAST(:types AS integer[]), CAST(:symbols AS text[]),
+                         CAST(:rule_ids AS integer[]), CAST(:ranks AS integer[]))
+),
+chosen AS (
+    SELECT DISTINCT ON (d.id) d.id AS deal_id, r.id AS rule_id, r.mode, r.level_amounts,
+           r.upline_difference_only AS difference_only, r.min_holding_seconds
+    FROM deals d
+    JOIN candidates c ON c.account_type_id = d.account_type_id AND c.symbol = d.symbol
+    JOIN rebate_rules r ON r.id = c.rule_id
+    WHERE r.valid_from <= d.close_time AND (r.valid_to IS NULL OR d.close_time < r.valid_to)
+    ORDER BY d.id, c.rank
+),
+owners AS (SELECT DISTINCT owner_id FROM deals),
+receivers AS (
+    SELECT p.descendant_id AS owner_id, p.ancestor_id AS ib_id,
+           CAST(row_number() OVER chain AS integer) AS level,
+           lag(p.ancestor_id) OVER chain AS sub_ib_id
+    FROM ib_tree_paths p
+    JOIN owners o ON o.owner_id = p.descendant_id
+    JOIN users u ON u.id = p.ancestor_id
+    WHERE p.depth >= 1 AND u.user_type = 'ib'
+    WINDOW chain AS (PARTITION BY p.descendant_id ORDER BY p.depth)
+    UNION ALL
+    SELECT u.id, u.id, 0, NULL FROM users u JOIN owners o ON o.owner_id = u.id WHERE u.user_type = 'ib'
+),
+priced AS (
+    SELECT d.*, rc.ib_id, rc.level, rc.sub_ib_id, ch.rule_id, ch.mode, ch.difference_only,
+           (ch.rule_id IS NOT NULL AND ch.min_holding_seconds > 0
+            AND (d.open_time IS NULL
+                 OR d.close_time - d.open_time < ch.min_holding_seconds * interval '1 second')) AS held_too_short,
+           CASE WHEN rc.level >= 1 THEN CAST(ch.level_amounts ->> (rc.level - 1) AS numeric) END AS rate,
+           CASE WHEN rc.level >= 2 THEN CAST(ch.level_amounts ->> (rc.level - 2) AS numeric) END AS rate_below
+    FROM deals d
+    JOIN receivers rc ON rc.owner_id = d.owner_id
+    LEFT JOIN chosen ch ON ch.deal_id = d.id
+),
+netted AS (
+    SELECT p.*,
+           CASE WHEN p.difference_only AND p.level > 1 THEN g.gross - coalesce(g.gross_below, 0)
+                ELSE g.gross END AS net
+    FROM priced p
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN p.mode = 'commission_percent' THEN abs(p.commission) * p.rate / 100
+                    ELSE p.rate * p.volume END AS gross,
+               CASE WHEN p.mode = 'commission_percent' THEN abs(p.commission) * p.rate_below / 100
+                    ELSE p.rate_below * p.volume END AS gross_below
+    ) g
+),
+decided AS (
+    SELECT n.*,
+           CASE WHEN n.level = 0 THEN 'own_trade'
+                WHEN n.rule_id IS NULL THEN 'no_rule'
+                WHEN n.held_too_short THEN 'held_too_short'
+                WHEN n.rate IS NULL THEN 'level_not_covered'
+                WHEN n.difference_only AND n.level > 1 AND n.net <= 0 THEN 'no_difference'
+                WHEN round(n.net, 2) <= 0 THEN 'zero_amount'
+           END AS reason
+    FROM netted n
+)
+INSERT INTO rebates (server_id, close_deal_ticket, ib_id, closed_position_id, client_id, sub_ib_id,
+                     trading_account_id, login, close_order, position_id, symbol, volume, open_price,
+                     close_price, open_time, close_time, profit, commission, level, rule_id, mode, rate,
+                     amount, currency, reason, calculated_at)
+SELECT server_id, close_deal_ticket, ib_id, id, owner_id, sub_ib_id,
+       account_id, login, coalesce(close_order, 0), coalesce(position_id, 0), symbol, volume, open_price,
+       close_price, open_time, close_time, profit, commission, level, rule_id, mode,
+       CASE WHEN reason IN ('own_trade', 'no_rule', 'held_too_short', 'level_not_covered') THEN 0 ELSE rate END,
+       CASE WHEN reason IS NULL THEN round(net, 2) ELSE 0 END,
+       currency, reason, :now
+FROM decided
+ON CONFLICT (server_id, close_deal_ticket, ib_id) DO NOTHING
+"""
+
+
+def _rebate_range_in_sql(deals, params, rule_index, now):
+    pairs = db.session.execute(text(PAIRS_SQL.format(deals=deals)), params).all()
+    types, symbols, rule_ids, ranks = [], [], [], []
+    for account_type_id, symbol in pairs:
+        for rank, rule in rule_index.matching(account_type_id, symbol):
+            types.append(account_type_id)
+            symbols.append(symbol)
+            rule_ids.append(rule.id)
+            ranks.append(rank)
+    result = db.session.execute(
+        text(REBATES_SQL.format(deals=deals)),
+        {**params, "types": types, "symbols": symbols, "rule_ids": rule_ids, "ranks": ranks, "now": now},
+    )
+    return result.rowcount
+
+
+def _rebate_range_in_python(after, upto, since, rule_index, now):
+    query = select(ClosedPosition).where(ClosedPosition.id > after, ClosedPosition.id <= upto)
+    if since is not None:
+        query = query.where(ClosedPosition.synced_at >= since)
+    positions = db.session.scalars(query.order_by(ClosedPosition.id)).all()
+    return _insert_rows(rebate_rows(positions, rule_index, now))
+
+
+def rebate_range(after, upto, rule_index, since=None, in_sql=None):
+    """Write the rebate rows of the closing deals with ids in (after, upto] (only those synced
+    since `since` when given); answers the rows written."""
+    if in_sql is None:
+        in_sql = _dialect_name() == "postgresql"
+    now = utcnow()
+    if not in_sql:
+        return _rebate_range_in_python(after, upto, since, rule_index, now)
+    if since is None:
+        return _rebate_range_in_sql(BATCH_DEALS, {"after": after, "upto": upto}, rule_index, now)
+    return _rebate_range_in_sql(RESCAN_DEALS, {"after": after, "upto": upto, "since": since}, rule_index, now)
+
+
+def _next_range(after, batch_size, upto=None, since=None):
+    """(last id, count) of the next `batch_size` closing deals after `after`; (None, 0) if none."""
+    ids = select(ClosedPosition.id).where(ClosedPosition.id > after)
+    if upto is not None:
+        ids = ids.where(ClosedPosition.id <= upto)
+    if since is not None:
+        ids = ids.where(ClosedPosition.synced_at >= since)
+    ids = ids.order_by(ClosedPosition.id).limit(batch_size).subquery()
+    last, count = db.session.execute(select(func.max(ids.c.id), func.count())).one()
+    return last, count
+
+
+def default_batch_size():
+    return PG_BATCH_SIZE if _dialect_name() == "postgresql" else BATCH_SIZE
+
+
+def calculate_rebates(batch_size=None, max_batches=None, in_sql=None):
     """Rebates for every closing deal not yet processed; safe to run twice or at once.
 
-    Answers {"deals": closing deals read, "rebates": rows written, "amount": total}.
+    Answers {"deals": closing deals read, "rebates": rows written}. Runs are serialised by
+    the engine state's row lock, held while a batch is written; the unique
+    (server_id, close_deal_ticket, ib_id) is the real guard.
     """
+    batch_size = batch_size or default_batch_size()
     counts = {"deals": 0, "rebates": 0}
-    rules = None
-    batches = 0
-    # Closing deals synced recently are read again once (late commits; nothing is doubled).
-    state = _engine_state_for_update()
-    rescan = db.session.scalars(
-        select(ClosedPosition)
-        .where(
-            ClosedPosition.id <= state.last_closed_position_id,
-            ClosedPosition.synced_at >= utcnow() - timedelta(seconds=RESCAN_SECONDS),
-        )
-        .order_by(ClosedPosition.id)
-        .limit(batch_size)
-    ).all()
-    if rescan:
-        rules = load_rules()
-        counts["rebates"] += _insert(rebate_rows(rescan, rules, utcnow()))
+    rule_index = RuleIndex()
     db.session.commit()
+    # Closing deals synced recently at or below the watermark are read again (a sync that
+    # took a lower id but committed after a higher one was read); nothing is doubled.
+    since = utcnow() - timedelta(seconds=RESCAN_SECONDS)
+    after = 0
+    while True:
+        state = _engine_state_for_update()
+        last, _count = _next_range(after, batch_size, upto=state.last_closed_position_id, since=since)
+        if last is None:
+            db.session.commit()
+            break
+        counts["rebates"] += rebate_range(after, last, rule_index, since=since, in_sql=in_sql)
+        db.session.commit()
+        after = last
+    batches = 0
     while max_batches is None or batches < max_batches:
         state = _engine_state_for_update()
-        positions = db.session.scalars(
-            select(ClosedPosition)
-            .where(ClosedPosition.id > state.last_closed_position_id)
-            .order_by(ClosedPosition.id)
-            .limit(batch_size)
-        ).all()
-        if not positions:
+        after = state.last_closed_position_id
+        last, count = _next_range(after, batch_size)
+        if last is None:
             state.last_run_at = utcnow()
             state.last_counts = counts
             db.session.commit()
             break
-        if rules is None:
-            rules = load_rules()
-        counts["rebates"] += _insert(rebate_rows(positions, rules, utcnow()))
-        counts["deals"] += len(positions)
-        state.last_closed_position_id = positions[-1].id
+        counts["rebates"] += rebate_range(after, last, rule_index, in_sql=in_sql)
+        counts["deals"] += count
+        state.last_closed_position_id = last
         db.session.commit()
         batches += 1
     return counts
 
 
-# Settlement ------------------------------------------------------------------------------
+# Payout account ----------------------------------------------------------------------------
 
 
-def set_payout_account(ib, trading_account_id):
-    account = db.session.get(TradingAccount, trading_account_id)
-    if account is None or account.user_id != ib.id:
-        raise ValidationFailed(errors={"trading_account_id": ["Must be one of the IB's own trading accounts."]})
-    choice = db.session.get(RebatePayoutAccount, ib.id)
-    if choice is None:
-        db.session.add(RebatePayoutAccount(ib_id=ib.id, trading_account_id=account.id))
-    else:
-        choice.trading_account_id = account.id
-    db.session.commit()
-    return account
+def _ib_or_404(ib_id):
+    user = db.session.get(User, ib_id)
+    if user is None or user.user_type != "ib":
+        raise NotFound()
+    return user
 
 
 def payout_account(ib_id):
-    """The IB's configured payout account, else its first active live account."""
+    """The IB's chosen payout account while it is live and active, else its first active
+    live account; None when it has none (its rebates wait)."""
     choice = db.session.get(RebatePayoutAccount, ib_id)
     if choice is not None:
         account = db.session.get(TradingAccount, choice.trading_account_id)
-        if account is not None and account.user_id == ib_id and account.status == "active":
+        if account is not None and account.user_id == ib_id and account.status == "active" and not account.is_demo:
             return account
     return db.session.scalar(
         select(TradingAccount)
@@ -470,6 +651,70 @@ def payout_account(ib_id):
         .order_by(TradingAccount.id)
         .limit(1)
     )
+
+
+def payout_account_view(ib_id):
+    """What settlement will pay the IB's rebates to, and whether the IB chose it."""
+    _ib_or_404(ib_id)
+    choice = db.session.get(RebatePayoutAccount, ib_id)
+    account = payout_account(ib_id)
+    db.session.commit()
+    chosen = account is not None and choice is not None and choice.trading_account_id == account.id
+    return {
+        "trading_account_id": account.id if account else None,
+        "login": account.login if account else None,
+        "currency": account.currency if account else None,
+        "server_name": account.server.name if account else None,
+        "account_type_name": account.account_type.name if account else None,
+        "source": "chosen" if chosen else ("default" if account else "none"),
+        "updated_at": choice.updated_at if chosen else None,
+    }
+
+
+def set_payout_account(ib, trading_account_id, actor=None, client=None):
+    """Choose the IB's payout account: one of its own live, active trading accounts.
+
+    Another user's account (or none) is 404, as if it did not exist; a demo or inactive
+    account of the IB's is 422. The change applies to settlements made from now on and is
+    audit-logged (who: the IB itself, or the admin acting for it).
+    """
+    account = db.session.get(TradingAccount, trading_account_id, with_for_update={"of": TradingAccount})
+    if account is None or account.user_id != ib.id:
+        db.session.rollback()
+        raise NotFound()
+    if account.is_demo or account.status != "active":
+        db.session.rollback()
+        raise ValidationFailed(
+            code="payout_account_not_eligible",
+            errors={"trading_account_id": ["Rebates are paid to a live, active trading account only."]},
+        )
+    choice = db.session.get(RebatePayoutAccount, ib.id, with_for_update=True)
+    previous = choice.trading_account_id if choice else None
+    if choice is None:
+        db.session.add(RebatePayoutAccount(ib_id=ib.id, trading_account_id=account.id, updated_at=utcnow()))
+    else:
+        choice.trading_account_id = account.id
+        choice.updated_at = utcnow()
+    record_audit_log(
+        "rebate_payout_account.update",
+        actor=actor,
+        client=client,
+        target_type="users",
+        target_id=ib.id,
+        details={"trading_account_id": account.id, "login": account.login, "previous_trading_account_id": previous},
+    )
+    db.session.commit()
+    return account
+
+
+def choose_payout_account(ib_id, trading_account_id, actor, client):
+    """PUT of the IB (for itself) or of an admin (for the IB `ib_id`)."""
+    ib = _ib_or_404(ib_id)
+    set_payout_account(ib, trading_account_id, actor=actor, client=client)
+    return payout_account_view(ib_id)
+
+
+# Settlement ------------------------------------------------------------------------------
 
 
 def _unpaid(period_end):
@@ -571,8 +816,133 @@ money.register_operation_callbacks(SOURCE, money.OperationCallbacks(on_done=payo
 
 
 def run(settle=False):
-    """What the schedule and `POST /api/v1/admin/rebates/run` do."""
+    """What the schedule and an on-demand run do: calculate, and settle with `settle`."""
     answer = {"calculated": calculate_rebates()}
     if settle:
         answer["settled"] = settle_rebates()
     return answer
+
+
+# On-demand runs ----------------------------------------------------------------------------
+#
+# `POST /admin/rebates/run` records a run and queues its job; the job (workers/rebates.py)
+# calls `execute_run`, which keeps the run's state in its row. Without Redis the job runs
+# in the request (workers.enqueue), and the answer is the finished run.
+
+RUN_JOB_ID = "rebate-run-{}"
+LIVE_JOB_STATUSES = ("queued", "started", "scheduled", "deferred")
+
+
+def request_run(settle, actor, client):
+    from crm_app.common.runtime import runtime
+    from workers import enqueue
+    from workers.rebates import run_rebates
+
+    queued = runtime().redis is not None
+    record = RebateRun(
+        settle=settle,
+        status="queued",
+        requested_by_id=actor.id if actor is not None else None,
+        requested_at=utcnow(),
+    )
+    db.session.add(record)
+    db.session.flush()
+    if queued:
+        record.job_id = RUN_JOB_ID.format(record.id)
+    record_audit_log(
+        "rebates.run",
+        actor=actor,
+        client=client,
+        target_type="rebate_runs",
+        target_id=record.id,
+        details={"settle": settle},
+    )
+    db.session.commit()
+    run_id = record.id
+    try:
+        enqueue(run_rebates, run_id, job_id=record.job_id, description=f"run_rebates({run_id})")
+    except Exception as exc:
+        log.exception("rebate run %s could not be queued", run_id)
+        _finish_run(run_id, "failed", error=f"could not be queued: {type(exc).__name__}")
+    return get_run(run_id)
+
+
+def _finish_run(run_id, status, counts=None, error=None):
+    db.session.rollback()
+    record = db.session.get(RebateRun, run_id, with_for_update=True, populate_existing=True)
+    record.status = status
+    record.finished_at = utcnow()
+    record.error = error
+    for name, value in (counts or {}).items():
+        setattr(record, name, value)
+    db.session.commit()
+
+
+def execute_run(run_id):
+    """The run's job: calculate (and settle), recording status and counts in the run's row.
+
+    A second delivery of the job finds the run started already and does nothing.
+    """
+    record = db.session.get(RebateRun, run_id, with_for_update=True)
+    if record is None or record.status != "queued":
+        db.session.commit()
+        return None
+    record.status = "running"
+    record.started_at = utcnow()
+    settle = record.settle
+    db.session.commit()
+    try:
+        answer = run(settle=settle)
+    except Exception as exc:
+        _finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    settled = answer.get("settled") or {}
+    counts = {
+        "deals": answer["calculated"]["deals"],
+        "rebates": answer["calculated"]["rebates"],
+        "settlements": settled.get("settlements", 0),
+        "paid": settled.get("paid", 0),
+    }
+    _finish_run(run_id, "finished", counts=counts)
+    return counts
+
+
+def _job_status(job_id):
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    from crm_app.common.runtime import runtime
+
+    redis = runtime().redis
+    if redis is None:
+        return None
+    try:
+        status = Job.fetch(job_id, connection=redis).get_status()
+    except NoSuchJobError:
+        return "gone"
+    return getattr(status, "value", status)
+
+
+def get_run(run_id):
+    """One run; a run whose job ended without finishing it (worker killed, timeout) is failed."""
+    record = db.session.get(RebateRun, run_id)
+    if record is None:
+        raise NotFound()
+    if record.status in ("queued", "running") and record.job_id:
+        status = _job_status(record.job_id)
+        # A job not yet in Redis may be one being queued this very moment.
+        just_requested = record.requested_at > utcnow() - timedelta(seconds=60)
+        if status not in (None, "finished", *LIVE_JOB_STATUSES) and not (status == "gone" and just_requested):
+            _finish_run(run_id, "failed", error=f"the job ended without finishing the run ({status})")
+            record = db.session.get(RebateRun, run_id)
+    db.session.commit()
+    return record
+
+
+def list_runs(page, size):
+    total = db.session.scalar(select(func.count()).select_from(RebateRun))
+    rows = db.session.scalars(
+        select(RebateRun).order_by(RebateRun.id.desc()).limit(size).offset((page - 1) * size)
+    ).all()
+    db.session.commit()
+    return rows, total
