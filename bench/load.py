@@ -9,7 +9,8 @@
    --timeout 30 --access-logfile -`), `worker`, `clock` and `sim` (the MT simulator).
 3. Builds a population through the API (not timed): 10 IBs under the demo IB, N clients
    spread over them, two demo MT5 accounts per client, one approved deposit of 1,000.00
-   per client; an hour of simulated trading on every account, synced into the CRM.
+   per client; an hour of simulated trading on every account, synced into the CRM. The
+   broker is configured to ask no email code for transfers between own accounts.
 4. Runs locust (as a library) for `--duration` seconds after a short warm-up: client,
    IB and back-office users signing in, reading menus, permissions, trading accounts and
    report pages, and a few money operations (deposits submitted and approved, transfers).
@@ -238,6 +239,10 @@ def build_population(args, env, base, sim_base, log=print):
     clients = len(users["clients"])
     log(f"  {IB_COUNT} IBs and {clients} clients created ({time.monotonic() - started:.0f} s)")
     admin = sign_in(base, *DEMO_ADMIN)
+    # A broker may let transfers between a client's own accounts go without an email
+    # code; this one does, or every transfer would need a mail read in the middle.
+    no_code = {"email_code_required": {"transfer": False}}
+    ok(requests.put(f"{base}/api/v1/admin/config/broker", json=no_code, headers=admin, timeout=60))
 
     client_headers = {"Authorization": f"Bearer {users['clients'][0]['token']}"}
     types = ok(
