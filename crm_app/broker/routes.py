@@ -68,6 +68,7 @@ class AdminCurrencies(MethodView):
     @admin_blp.login_required("admin")
     @admin_blp.arguments(schemas.AdminCurrencySchema)
     @admin_blp.response(201, schemas.AdminCurrencySchema)
+    @admin_blp.error_responses(409)
     def post(self, body):
         """Add a currency"""
         return services.create_currency(body, actor=current_user, client=client_info_from_request())
@@ -84,6 +85,7 @@ class AdminCurrency(MethodView):
     @admin_blp.login_required("admin")
     @admin_blp.arguments(schemas.AdminCurrencyUpdateSchema)
     @admin_blp.response(200, schemas.AdminCurrencySchema)
+    @admin_blp.error_responses(409)
     def put(self, body, currency_id):
         """Change a currency"""
         return services.update_currency(currency_id, body, actor=current_user, client=client_info_from_request())

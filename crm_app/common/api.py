@@ -14,8 +14,10 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser
 from werkzeug.local import LocalProxy
+from werkzeug.routing import IntegerConverter
 
 from crm_app.common.i18n import translate, translate_field_errors
+from crm_app.common.schemas import MAX_DB_ID
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,19 @@ class ErrorResponsesPlugin(BasePlugin):
             yield "422", "UNPROCESSABLE_ENTITY"
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` names a row: a number past PostgreSQL's `integer` is no row (404),
+    not a query that fails in the database."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_DB_ID, signed=False):  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
 class Api(SmorestApi):
     ERROR_SCHEMA = ErrorSchema
 
     def init_app(self, app, *, spec_kwargs=None):
+        app.url_map.converters["int"] = DatabaseIdConverter
         spec_kwargs = dict(spec_kwargs or {})
         spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), ErrorResponsesPlugin()]
         super().init_app(app, spec_kwargs=spec_kwargs)

@@ -122,6 +122,7 @@ def register_admin_crud(blp, resource):
         @blp.login_required("admin")
         @blp.arguments(resource.schema)
         @blp.response(201, resource.schema)
+        @blp.error_responses(409)
         def post(self, body):
             return create_object(resource, body, current_user, client_info_from_request())
 
@@ -134,11 +135,13 @@ def register_admin_crud(blp, resource):
         @blp.login_required("admin")
         @blp.arguments(resource.update_schema)
         @blp.response(200, resource.schema)
+        @blp.error_responses(409)
         def put(self, body, object_id):
             return update_object(resource, object_id, body, current_user, client_info_from_request())
 
         @blp.login_required("admin")
         @blp.response(204)
+        @blp.error_responses(409)
         def delete(self, object_id):
             delete_object(resource, object_id, current_user, client_info_from_request())
 

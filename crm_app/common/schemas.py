@@ -8,6 +8,9 @@ from decimal import Decimal, InvalidOperation
 import marshmallow as ma
 from marshmallow import fields, validate
 
+# Primary keys and the columns that refer to them are PostgreSQL `integer`.
+MAX_DB_ID = 2**31 - 1
+
 
 class Schema(ma.Schema):
     """Unknown fields are an error (no mass assignment), in every location."""
@@ -15,16 +18,39 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
+    def on_bind_field(self, field_name, field_obj):
+        """An id the database cannot hold (ids are 32-bit) is refused as input, not
+        sent to PostgreSQL to fail there; the document shows the bounds."""
+        name = field_obj.data_key or field_name
+        if (
+            isinstance(field_obj, fields.Integer)
+            and (name == "id" or name.endswith("_id"))
+            and not any(isinstance(v, validate.Range) for v in field_obj.validators)
+        ):
+            field_obj.validators = [*field_obj.validators, validate.Range(min=-MAX_DB_ID - 1, max=MAX_DB_ID)]
+
     @ma.pre_load
-    def reject_fractional_integers(self, data, **kwargs):
-        """marshmallow truncates 100.5 to 100 for an Integer; the document says integer."""
+    def check_json_types(self, data, **kwargs):
+        """Input has the types the document shows. marshmallow would turn 100.5 into 100
+        anywhere, and in a JSON body 1 into true and "7" into 7; query strings and form
+        fields arrive as text (not a plain dict) and keep their conversions."""
         if not isinstance(data, Mapping):
             return data
+        json_object = type(data) is dict
         errors = {}
         for name, field in self.load_fields.items():
             key = field.data_key or name
             value = data.get(key)
-            if isinstance(field, fields.Integer) and isinstance(value, float) and not value.is_integer():
+            if value is None:
+                continue
+            if isinstance(field, fields.Integer):
+                fractional = isinstance(value, float) and not value.is_integer()
+                wrong = fractional or (json_object and isinstance(value, bool | str))
+            elif isinstance(field, fields.Boolean):
+                wrong = json_object and not isinstance(value, bool)
+            else:
+                wrong = False
+            if wrong:
                 errors[key] = [field.error_messages["invalid"]]
         if errors:
             raise ma.ValidationError(errors)

@@ -18,6 +18,7 @@ class Deposits(MethodView):
     @idempotent(blp)
     @blp.arguments(schemas.NewDepositSchema)
     @blp.response(201, schemas.PaymentInstructionsSchema)
+    @blp.error_responses(404)
     def post(self, body):
         """创建入金申请草稿 Start a deposit: the order number and how to pay it"""
         deposit = services.create_draft(current_user, body, client_info_from_request())
@@ -39,6 +40,7 @@ class SubmitDeposit(MethodView):
     @idempotent(blp)
     @blp.arguments(schemas.SubmitDepositSchema)
     @blp.response(200, schemas.SubmitAnswerSchema)
+    @blp.error_responses(404)
     def post(self, body):
         """提交入金申请 Submit a paid deposit with its receipt (goes to review)"""
         deposit = services.submit_draft(

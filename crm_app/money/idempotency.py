@@ -188,6 +188,7 @@ def idempotent(blp):
             _finish(user_id, route, key, response.status_code, response.get_json(silent=True))
             return response
 
-        return blp.doc(parameters=[HEADER_DOC])(wrapper)
+        # A key reused with another body, or still running, is a 409.
+        return blp.alt_response(409, "CONFLICT")(blp.doc(parameters=[HEADER_DOC])(wrapper))
 
     return decorator

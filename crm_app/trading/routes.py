@@ -49,6 +49,7 @@ class TradingAccounts(MethodView):
     @blp.login_required("client")
     @blp.arguments(schemas.OpenAccountSchema)
     @blp.response(201, schemas.OpenAccountAnswerSchema)
+    @blp.error_responses(404, 503)
     def post(self, body):
         """申请交易账号 Open a demo account at once, or apply for a live one (goes to review)"""
         is_demo = body.pop("is_demo")
@@ -83,6 +84,7 @@ class TradingAccountPassword(MethodView):
     @blp.login_required("client")
     @blp.arguments(schemas.ChangeTradingPasswordSchema)
     @blp.response(200, EmptySchema)
+    @blp.error_responses(404, 503)
     def put(self, body):
         """更新交易账号密码 Change a trading account's trade or observe (investor) password"""
         services.change_account_password(

@@ -18,6 +18,7 @@ class Transfers(MethodView):
     @idempotent(blp)
     @blp.arguments(schemas.NewTransferSchema)
     @blp.response(201, schemas.TransferAnswerSchema)
+    @blp.error_responses(404, 503)
     def post(self, body):
         """创建转账申请 Move money between two of your trading accounts
 

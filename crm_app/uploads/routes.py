@@ -27,6 +27,7 @@ class Uploads(MethodView):
     @blp.login_required()
     @blp.arguments(UploadFormSchema, location="files")
     @blp.response(201, UploadAnswerSchema)
+    @blp.error_responses(413, 415)
     def post(self, files):
         """Upload a receipt or KYC document (JPEG, PNG or PDF, checked by content)"""
         upload = services.save_upload(current_user, files["file"].stream, files["file"].filename)

@@ -18,6 +18,7 @@ class Withdrawals(MethodView):
     @idempotent(blp)
     @blp.arguments(schemas.NewWithdrawalSchema)
     @blp.response(201, schemas.NewWithdrawalAnswerSchema)
+    @blp.error_responses(404, 503)
     def post(self, body):
         """创建出金申请 Request a withdrawal: the amount leaves the trading account at once
 
