@@ -346,12 +346,6 @@ def test_no_secret_reaches_a_log_or_anyone_but_its_owner(
     assert "$argon2" not in logged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gunicorn's default access log format logs the request line with its query string, so "
-    "the signed export link (?token=...) that downloads a report file is written to the log; "
-    "fix: run gunicorn with an --access-logformat that logs %(U)s (the path) instead of %(r)s",
-)
 def test_the_signed_export_link_is_kept_out_of_the_access_log(app, client, factory, run_jobs, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="gunicorn.access")
     monkeypatch.setattr(app, "wsgi_app", AccessLog(app.wsgi_app, procfile_access_log_format()))
