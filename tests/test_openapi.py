@@ -201,6 +201,74 @@ def test_every_operation_documents_the_error_shape(document):
     assert set(error) == {"code", "status", "message", "errors"}
 
 
+def test_every_operation_lists_the_errors_of_its_kind(document):
+    """Each status a client can meet is listed, not only covered by `default`: 401/403
+    where a token is needed, 404 where the path names an object, 400/422 for a body,
+    422 for query arguments; each in the one error shape."""
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    missing = []
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        expected = set()
+        if operation.get("security"):
+            expected |= {"401", "403"}
+        if "{" in path:
+            expected.add("404")
+        if "requestBody" in operation:
+            expected |= {"400", "422"}
+        if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+            expected.add("422")
+        for status in sorted(expected):
+            if status not in responses:
+                missing.append((method, path, status))
+            elif error_schema_of(document, responses[status]) != error_ref:
+                missing.append((method, path, status, "not the error shape"))
+    assert not missing, missing
+
+
+def test_path_ids_are_bounded_by_the_database_integer(document):
+    """A path id past PostgreSQL's `integer` is no row (404), and the document says so."""
+    for method, path, operation in operations(document):
+        item = document["paths"][path]
+        for parameter in [*item.get("parameters", []), *operation.get("parameters", [])]:
+            schema = parameter.get("schema", {})
+            if parameter.get("in") == "path" and schema.get("type") == "integer":
+                assert schema.get("maximum") == 2**31 - 1, (method, path, parameter)
+
+
+def test_a_body_without_required_fields_is_optional(document):
+    """A body whose fields are all optional may be left out; the document must not
+    call it required (a client would be refused for something the route accepts)."""
+    wrong = []
+    for method, path, operation in operations(document):
+        body = operation.get("requestBody")
+        if not body:
+            continue
+        for media in body["content"].values():
+            schema = resolve(document, media["schema"])
+            if body.get("required") and not schema.get("required"):
+                wrong.append((method, path))
+    assert not wrong, wrong
+
+
+def test_json_numbers_and_booleans_are_not_coerced(client, factory):
+    """100.5 is not an integer, 1 is not true and "7" is not a number in a JSON body;
+    an id past the database's integer is refused before it reaches PostgreSQL."""
+    admin = factory.admin()
+    headers = factory.headers(client, admin)
+    for body in (
+        {"code": "ABC", "name_en": "A", "name_zh": "A", "methods": [], "sort_order": 1.5},
+        {"code": "ABC", "name_en": "A", "name_zh": "A", "methods": [], "enabled": 1},
+        {"code": "ABC", "name_en": "A", "name_zh": "A", "methods": [], "sort_order": "7"},
+    ):
+        response = client.post("/api/v1/admin/currencies", headers=headers, json=body)
+        assert response.status_code == 422, (body, response.get_json())
+    response = client.get("/api/v1/admin/users?parent_ib_id=2147483648", headers=headers)
+    assert response.status_code == 422, response.get_json()
+    assert "parent_ib_id" in response.get_json()["errors"]
+    assert client.get("/api/v1/admin/users/2147483648", headers=headers).status_code == 404
+
+
 def bad_bounds(document):
     """`minimum`/`maximum` (and exclusive ones) that are not JSON numbers."""
     found = []
