@@ -43,6 +43,8 @@ class Deposit(db.Model):
     __table_args__ = (
         Index("ix_deposits_user", "user_id", "created_at"),
         Index("ix_deposits_status", "status", "created_at"),
+        # The reports' time range and order (admin scope has no other filter).
+        Index("ix_deposits_submitted", "submitted_at", "id"),
     )
 
     @property

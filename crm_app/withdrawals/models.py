@@ -53,4 +53,6 @@ class Withdrawal(db.Model):
     __table_args__ = (
         Index("ix_withdrawals_user", "user_id", "created_at"),
         Index("ix_withdrawals_status", "status", "created_at"),
+        # The reports' time range and order (admin scope has no other filter).
+        Index("ix_withdrawals_created", "created_at", "id"),
     )
