@@ -70,6 +70,8 @@ def run(args):
                 "JWT_ACCESS_MINUTES": "120",
                 "MT_SIMULATOR_URL": f"http://127.0.0.1:{sim_port}",
                 "MT_SIM_DATABASE_URL": f"sqlite:///{tmp}/mt_sim.db",
+                # One client sends every deposit: the per-user money throttle would refuse most.
+                "MONEY_THROTTLE_MAX_REQUESTS": "1000000",
             }
         )
         flask = [sys.executable, "-m", "flask"]
