@@ -324,6 +324,9 @@ def test_settlement_pays_each_ib_once(client, tree, traded, run_jobs):
         headers=tree["headers"]["sam"],
     ).get_json()
     assert by_grant["total"] == 0
+    by_client = "/api/v1/ib/commissions?client_user_name="
+    assert client.get(by_client + "CARO", headers=tree["headers"]["sam"]).get_json()["total"] == 1
+    assert client.get(by_client + "dave", headers=tree["headers"]["sam"]).get_json()["total"] == 0
     details = client.get(
         f"/api/v1/ib/commissions/details?rebate_aggregation_id={row['id']}&client_user_name=caro",
         headers=tree["headers"]["sam"],
@@ -355,6 +358,32 @@ def test_payout_with_the_server_failing_then_recovering_pays_once(client, tree, 
     assert sorted(db.session.scalars(select(RebateSettlement.status))) == ["paid", "paid"]
     assert db.session.scalars(select(BalanceOperation.state)).all() == ["done", "done"]
     assert all(s.grant_at for s in db.session.scalars(select(RebateSettlement)))
+
+
+def test_concurrent_settlements_pay_each_rebate_once(app, tree, traded):
+    """Four runs with `settle` at once: one settlement per IB, each paid once on the server."""
+    answers, errors = [], []
+
+    def settle():
+        try:
+            with app.app_context():
+                answers.append(rebates.run(settle=True))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=settle) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(answer["calculated"]["rebates"] for answer in answers) == 2
+    assert sum(answer["settled"]["settlements"] for answer in answers) == 2
+    db.session.expire_all()
+    assert server_balance(traded["sam"]) == Decimal("8.00")
+    assert server_balance(traded["ivy"]) == Decimal("2.00")
+    assert sorted(db.session.scalars(select(RebateSettlement.status))) == ["paid", "paid"]
+    assert db.session.scalar(select(db.func.count()).select_from(BalanceOperation)) == 2
 
 
 def test_export_of_the_commission_details(client, tree, traded, run_jobs):

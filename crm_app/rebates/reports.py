@@ -134,6 +134,14 @@ def commissions_query(user, filters):
         .join(Ib, Ib.id == RebateSettlement.ib_id)
         .where(_scope(user, RebateSettlement.ib_id))
     )
+    if filters.get("client_user_name"):
+        # A settlement gathers many clients' rebates: those that paid on this client's trades.
+        query = query.where(
+            select(Rebate.id)
+            .join(Client, Client.id == Rebate.client_id)
+            .where(Rebate.settlement_id == RebateSettlement.id, _name_like(Client, filters["client_user_name"]))
+            .exists()
+        )
     column = _time_column(filters, RebateSettlement.calculate_at, RebateSettlement.grant_at)
     query = _time_filter(query, column, filters)
     return query.order_by(column.desc().nulls_last(), RebateSettlement.id.desc())

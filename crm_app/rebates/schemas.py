@@ -207,6 +207,13 @@ class CommissionFilterSchema(Schema):
     )
     start_time = BrokerTime(metadata={"description": "From (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
     end_time = BrokerTime(metadata={"description": "To (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
+    client_user_name = fields.String(
+        validate=validate.And(validate.Length(max=200), NO_NUL),
+        metadata={
+            "description": "The client's name or email (partial, any case): settlements that include a rebate "
+            "on that client's trades"
+        },
+    )
     page = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
     size = fields.Integer(validate=validate.Range(min=1, max=200))
 
