@@ -453,9 +453,10 @@ WITH deals AS MATERIALIZED (
     JOIN trading_account_types tat ON tat.id = ta.account_type_id
     WHERE {deals}
 ),
-candidates (account_type_id, symbol, rule_id, rank) AS (
+candidates (account_type_id, symbol, rule_id, rank, valid_from, valid_to) AS (
     SELECT * FROM unnest(CAST(:types AS integer[]), CAST(:symbols AS text[]),
-                         CAST(:rule_ids AS integer[]), CAST(:ranks AS integer[]))
+                         CAST(:rule_ids AS integer[]), CAST(:ranks AS integer[]),
+                         CAST(:valid_from AS timestamp[]), CAST(:valid_to AS timestamp[]))
 ),
 chosen AS (
     SELECT DISTINCT ON (d.id) d.id AS deal_id, r.id AS rule_id, r.mode, r.level_amounts,
@@ -463,7 +464,7 @@ chosen AS (
     FROM deals d
     JOIN candidates c ON c.account_type_id = d.account_type_id AND c.symbol = d.symbol
     JOIN rebate_rules r ON r.id = c.rule_id
-    WHERE r.valid_from <= d.close_time AND (r.valid_to IS NULL OR d.close_time < r.valid_to)
+    WHERE c.valid_from <= d.close_time AND (c.valid_to IS NULL OR d.close_time < c.valid_to)
     ORDER BY d.id, c.rank
 ),
 owners AS (SELECT DISTINCT owner_id FROM deals),
@@ -530,17 +531,16 @@ ON CONFLICT (server_id, close_deal_ticket, ib_id) DO NOTHING
 
 def _rebate_range_in_sql(deals, params, rule_index, now):
     pairs = db.session.execute(text(PAIRS_SQL.format(deals=deals)), params).all()
-    types, symbols, rule_ids, ranks = [], [], [], []
+    # The rule versions' validity goes with them: the statement decides with the very
+    # versions the batch loaded, as the Python path does.
+    candidates = {"types": [], "symbols": [], "rule_ids": [], "ranks": [], "valid_from": [], "valid_to": []}
     for account_type_id, symbol in pairs:
         for rank, rule in rule_index.matching(account_type_id, symbol):
-            types.append(account_type_id)
-            symbols.append(symbol)
-            rule_ids.append(rule.id)
-            ranks.append(rank)
-    result = db.session.execute(
-        text(REBATES_SQL.format(deals=deals)),
-        {**params, "types": types, "symbols": symbols, "rule_ids": rule_ids, "ranks": ranks, "now": now},
-    )
+            for name, value in zip(
+                candidates, (account_type_id, symbol, rule.id, rank, rule.valid_from, rule.valid_to), strict=True
+            ):
+                candidates[name].append(value)
+    result = db.session.execute(text(REBATES_SQL.format(deals=deals)), {**params, **candidates, "now": now})
     return result.rowcount
 
 
@@ -586,12 +586,12 @@ def calculate_rebates(batch_size=None, max_batches=None, in_sql=None):
 
     Answers {"deals": closing deals read, "rebates": rows written}. Runs are serialised by
     the engine state's row lock, held while a batch is written; the unique
-    (server_id, close_deal_ticket, ib_id) is the real guard.
+    (server_id, close_deal_ticket, ib_id) is the real guard. Each batch loads the rule
+    versions after its deals were read, so a deal closed after a rule change (hence synced
+    after it) is met with the new version.
     """
     batch_size = batch_size or default_batch_size()
     counts = {"deals": 0, "rebates": 0}
-    rule_index = RuleIndex()
-    db.session.commit()
     # Closing deals synced recently at or below the watermark are read again (a sync that
     # took a lower id but committed after a higher one was read); nothing is doubled.
     since = utcnow() - timedelta(seconds=RESCAN_SECONDS)
@@ -602,7 +602,7 @@ def calculate_rebates(batch_size=None, max_batches=None, in_sql=None):
         if last is None:
             db.session.commit()
             break
-        counts["rebates"] += rebate_range(after, last, rule_index, since=since, in_sql=in_sql)
+        counts["rebates"] += rebate_range(after, last, RuleIndex(), since=since, in_sql=in_sql)
         db.session.commit()
         after = last
     batches = 0
@@ -615,7 +615,7 @@ def calculate_rebates(batch_size=None, max_batches=None, in_sql=None):
             state.last_counts = counts
             db.session.commit()
             break
-        counts["rebates"] += rebate_range(after, last, rule_index, in_sql=in_sql)
+        counts["rebates"] += rebate_range(after, last, RuleIndex(), in_sql=in_sql)
         counts["deals"] += count
         state.last_closed_position_id = last
         db.session.commit()
