@@ -834,6 +834,7 @@ LIVE_JOB_STATUSES = ("queued", "started", "scheduled", "deferred")
 
 
 def request_run(settle, actor, client):
+    """`POST /admin/rebates/run`: record the run (audit-logged), queue its job, answer the run."""
     from crm_app.common.runtime import runtime
     from workers import enqueue
     from workers.rebates import run_rebates
