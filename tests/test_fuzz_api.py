@@ -7,8 +7,8 @@ must not be a 5xx, must use a status code the operation documents explicitly (no
 through `default`), and must match the documented content type and schema.
 
 The world the requests land in is built once for the module: the demo broker, trading
-servers on the simulator, and a client under an IB who own accounts, money movements,
-payout accounts, an upload and an export. Generated ids are sometimes swapped for the
+servers on the simulator, and a client under an IB who own funded trading accounts, a
+transfer, a payout account and an upload. Generated ids are often swapped for the
 caller's own ids so that successful answers get checked too, not only 404s.
 """
 
@@ -361,6 +361,7 @@ OWN_OBJECT_PATHS = {
     "/api/v1/client/trading-accounts/{account_id}": "trading_account",
     "/api/v1/admin/users/{user_id}": "user",
     "/api/v1/client/payment-accounts/{account_id}": "payment_account",
+    "/api/v1/uploads/{upload_id}": "upload",
 }
 
 # Operations that end the caller's sessions: each example gets a user of its own.
@@ -400,8 +401,9 @@ def prepare(case, world, role):
         (name,) = case.path_parameters
         value = case.path_parameters[name]
         # Two generated ids in three become one of the caller's own: 200s get checked too.
-        if isinstance(value, int) and not isinstance(value, bool) and value % 3 != 2:
-            case.path_parameters[name] = own[value % len(own)]
+        pick = len(value) if isinstance(value, str) else value
+        if isinstance(pick, int) and not isinstance(pick, bool) and pick % 3 != 2:
+            case.path_parameters[name] = own[pick % len(own)]
             checks = [check for check in CHECKS if check is not negative_data_rejection]
     if role is None:
         return {}, checks
