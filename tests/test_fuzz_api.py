@@ -46,23 +46,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 # TEMPORARY, to be emptied: operations of other packages whose answers the fuzz found
 # undocumented; each is reported with its cause. Only the status named is tolerated.
 KNOWN_UNDOCUMENTED_STATUSES = {
-    # Exports refuse with 429 `too_many_exports` while earlier ones are still queued
-    # (no worker runs here); the export routes do not document 429 with Retry-After.
-    **{
-        f"POST /api/v1/{path}/export": {"429"}
-        for path in (
-            "reports/withdrawals",
-            "reports/deposits",
-            "reports/history-orders",
-            "reports/positions",
-            "reports/pending-orders",
-            "reports/transfers",
-            "ib/commissions",
-            "ib/commissions/details",
-        )
-    },
-    # A server id that does not exist is 404 `not_found`, undocumented on the sync route.
-    "POST /api/v1/admin/sync": {"404"},
     # A payout account id that is not the IB's own is 404, undocumented on this route.
     "PUT /api/v1/ib/rebate-payout-account": {"404"},
 }

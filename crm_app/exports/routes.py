@@ -78,6 +78,8 @@ def export_route(blp, path, report_name, filters_schema, role="any", summary=Non
         "\n\nAnswers at once with a signed `download_url`; a worker builds the file "
         "(`format`: csv default, xlsx, pdf) with the same rows and scope as the list."
     )
+    # 429 while the caller's earlier exports are still being built.
+    post = blp.error_responses(429)(post)
     post = blp.login_required(role)(blp.arguments(body_schema)(blp.response(200, schemas.ExportStartedSchema)(post)))
     view = type(f"{body_schema.__name__}View", (MethodView,), {"post": post})
     blp.route(path, endpoint=endpoint or f"export_{report_name.replace('-', '_')}")(view)

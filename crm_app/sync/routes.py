@@ -13,6 +13,7 @@ class Sync(MethodView):
     @blp.login_required("admin")
     @blp.arguments(schemas.SyncRequestSchema)
     @blp.response(202, schemas.SyncAnswerSchema)
+    @blp.error_responses(404)
     def post(self, body):
         """Start a trading-server sync now (it also runs on a schedule)
 
