@@ -507,7 +507,71 @@ class BackOffice(Portal):
         self.get("/api/v1/admin/users", "GET /admin/users", {"user_type": "client"})
 
 
-def run_load(args, base, population):
+class CpuMeter:
+    """CPU seconds used during the measured window: by each Procfile process (with its
+    children), by PostgreSQL's backends for our database, by this load generator, and by
+    everything else on the machine (other work sharing the cores makes numbers lower)."""
+
+    def __init__(self, processes, database_url):
+        self.processes, self.database_url = processes, database_url
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def _stat(self, pid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / self.ticks  # ppid, utime + stime
+
+    def _groups(self):
+        stats = {int(pid): self._stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
+        stats = {pid: stat for pid, stat in stats.items() if stat}
+        children = {}
+        for pid, (ppid, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+
+        def tree(root):
+            found, todo = set(), [root]
+            while todo:
+                pid = todo.pop()
+                found.add(pid)
+                todo += children.get(pid, [])
+            return found
+
+        groups = {name: tree(process.pid) for name, process in self.processes.items()}
+        groups["PostgreSQL (our database)"] = set(self._backends())
+        groups["load generator"] = {os.getpid()}
+        return {name: {pid: stats[pid][1] for pid in pids if pid in stats} for name, pids in groups.items()}
+
+    def _backends(self):
+        import psycopg
+
+        with psycopg.connect(libpq_url(self.database_url), autocommit=True) as conn:
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            return [row[0] for row in conn.execute(query)]
+
+    @staticmethod
+    def _machine_busy():
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+    def start(self):
+        self.before, self.busy_before, self.started = self._groups(), self._machine_busy(), time.monotonic()
+
+    def stop(self):
+        after, busy = self._groups(), self._machine_busy()
+        used = {
+            name: sum(seconds - self.before.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
+            for name, pids in after.items()
+        }
+        used["everything else"] = max(0.0, (busy - self.busy_before) / self.ticks - sum(used.values()))
+        available = (time.monotonic() - self.started) * os.cpu_count()
+        return {name: (seconds, seconds / available) for name, seconds in used.items()}
+
+
+def run_load(args, base, population, meter=None):
     random.seed(args.seed)
     Portal.population = population
     Portal.wait_time = between(args.wait_min, args.wait_max)
@@ -516,9 +580,12 @@ def run_load(args, base, population):
     runner.start(args.users, spawn_rate=max(args.users, 1) * 2)
     gevent.sleep(args.warmup)
     environment.stats.reset_all()
+    if meter:
+        meter.start()
     started = time.monotonic()
     gevent.sleep(args.duration)
     elapsed = time.monotonic() - started
+    cpu = meter.stop() if meter else {}
     stats = environment.stats
     rows = [entry for entry in stats.entries.values()]
     rows.sort(key=lambda entry: -entry.num_requests)
@@ -528,6 +595,7 @@ def run_load(args, base, population):
         "total": summarise(stats.total, elapsed),
         "errors": [(e.method, e.name, str(e.error), e.occurrences) for e in stats.errors.values()],
         "user_counts": dict(runner.user_classes_count),
+        "cpu": cpu,
     }
     runner.quit()
     return result
@@ -568,6 +636,11 @@ def print_report(args, context, result):
             f"{row['p99']:>6.0f} {row['max']:>6.0f} {row['failures']:>6}"
         )
     print("(latencies in ms; locust rounds those above 100 ms to 10 ms)")
+    if result["cpu"]:
+        print()
+        print("CPU during the measured window (seconds, share of all cores):")
+        for name, (seconds, share) in result["cpu"].items():
+            print(f"  {name:<28} {seconds:7.1f} s  {100 * share:5.1f} %")
     for method, name, error, count in result["errors"]:
         print(f"ERROR {count}x {method} {name}: {error}")
 
@@ -615,7 +688,7 @@ def main(argv=None):
                 sys.exit("more users than clients: raise --clients")
             load_before = load_average()
             print(f"load: {args.users} users, {args.warmup:g} s warm-up, {args.duration:g} s measured", flush=True)
-            result = run_load(args, base, population)
+            result = run_load(args, base, population, CpuMeter(processes, database_url))
             load_after = load_average()
             gone = [name for name, process in processes.items() if process.poll() is not None]
         pg_version = server_version(libpq_url(database_url))
