@@ -201,7 +201,8 @@ def fill(conn, deals):
         FROM generate_series(CAST(1 AS bigint), {deals}) g
         JOIN trading_accounts a ON a.id = {accounts[1]} + (g * 7919) % {accounts[0]}
         CROSS JOIN LATERAL (
-            SELECT round((0.01 + 0.01 * floor(random() * 200))::numeric, 2) AS volume
+            -- From g, not random(): an uncorrelated subquery would be evaluated once for all rows.
+            SELECT round(0.01 + 0.01 * ((g * 7907) % 200), 2) AS volume
         ) v
         CROSS JOIN LATERAL (
             SELECT timestamp '2025-01-01' + (g * interval '2.5 second') AS close_time,
