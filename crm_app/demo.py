@@ -153,6 +153,7 @@ ACTIONS = {
         ("ib.rebates", "Rebates", "/api/v1/ib/rebates", ("GET",)),
         ("ib.commissions", "Commissions", "/api/v1/ib/commissions", ("GET",)),
         ("ib.profile", "Referral link", "/api/v1/ib/profile", ("GET",)),
+        ("ib.rebate_payout_account", "Payout account", "/api/v1/ib/rebate-payout-account", ("GET", "PUT")),
     ],
     "admin": REPORT_ACTIONS
     + [

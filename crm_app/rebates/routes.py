@@ -137,6 +137,7 @@ class PayoutAccount(MethodView):
     @blp.login_required("ib")
     @blp.arguments(schemas.PayoutAccountChoiceSchema)
     @blp.response(200, schemas.PayoutAccountSchema)
+    @blp.error_responses(404)
     def put(self, body):
         """Choose the trading account the IB's rebates are paid to
 
