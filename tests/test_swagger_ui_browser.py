@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as until  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -83,8 +83,12 @@ def browser(tmp_path_factory):
         "--no-first-run",
     ):
         options.add_argument(argument)
-    service = Service(executable_path=driver_path, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
+    log = tmp_path / "chromedriver.log"
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path, log_output=str(log)), options=options)
+    except WebDriverException:
+        # A loaded machine can make Chromium miss the driver's start-up deadline once.
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path, log_output=str(log)), options=options)
     driver.set_page_load_timeout(WAIT_SECONDS)
     yield driver
     driver.quit()
