@@ -14,8 +14,9 @@
 4. Runs locust (as a library) for `--duration` seconds after a short warm-up: client,
    IB and back-office users signing in, reading menus, permissions, trading accounts and
    report pages, and a few money operations (deposits submitted and approved, transfers).
-5. Prints requests/s, p50/p95/p99 and errors per request type and overall, with the
-   settings and the load average; exits 1 when any request failed.
+5. Prints requests/s, p50/p95/p99 and errors (with the answers' bodies) per request type
+   and overall, with the settings, the load average and the CPU each process group used;
+   exits 1 when any request failed.
 """
 
 import argparse
@@ -362,21 +363,26 @@ class Portal(FastHttpUser):
     headers = {}
 
     def sign_in(self):
-        with self.client.post(
-            "/api/v1/auth/login",
-            json={"email": self.email, "password": self.password},
-            name="POST /auth/login",
-            catch_response=True,
+        self.headers = {}
+        answer = self.post("/api/v1/auth/login", "POST /auth/login", {"email": self.email, "password": self.password})
+        if answer.status_code == 200:
+            self.headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+
+    def call(self, method, path, name, **options):
+        """One request; a 4xx or 5xx is an error whose message keeps the answer's body."""
+        with self.client.request(
+            method, path, headers=self.headers, name=name, catch_response=True, **options
         ) as answer:
-            if answer.status_code == 200:
-                self.headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+            if answer.status_code >= 400 or answer.status_code == 0:
+                answer.failure(f"{answer.status_code} {(answer.text or '')[:300]}")
+            return answer
 
     def get(self, path, name, params=None):
         query = f"?{urlencode(params)}" if params else ""
-        return self.client.get(path + query, headers=self.headers, name=name)
+        return self.call("GET", path + query, name)
 
     def post(self, path, name, body):
-        return self.client.post(path, json=body, headers=self.headers, name=name)
+        return self.call("POST", path, name, json=body)
 
     @task(1)
     def login_again(self):
@@ -450,17 +456,10 @@ class Client(Portal):
             "remittance_id": self.population["channel"],
             "trading_account_id": self.me["accounts"][0],
         }
-        with self.client.post(
-            "/api/v1/client/deposits",
-            json=body,
-            headers=self.headers,
-            name="POST /client/deposits",
-            catch_response=True,
-        ) as answer:
-            if answer.status_code not in (200, 201):
-                answer.failure(f"{answer.status_code}: {answer.text[:300]}")
-                return
-            order_number = answer.json()["order_number"]
+        answer = self.post("/api/v1/client/deposits", "POST /client/deposits", body)
+        if answer.status_code != 201:
+            return
+        order_number = answer.json()["order_number"]
         submit = {"order_number": order_number, "receipt_url": self.me["receipt"]}
         self.post("/api/v1/client/deposits/submit", "POST /client/deposits/submit", submit)
 
