@@ -186,3 +186,27 @@ def test_try_it_out_signs_in_with_the_demo_credentials(live_server, browser):
     status, shown = try_it_out(browser, opblock(browser, "POST", "/api/v1/auth/login"), body=body)
     assert status == "200", shown
     assert '"token"' in shown and '"refresh_token"' in shown
+
+
+def test_authorize_with_a_token_then_a_signed_in_route_answers(live_server, browser):
+    """The README's way in: sign in, press Authorize, paste the token, call a route."""
+    import json
+
+    from crm_app.demo import DEMO_CLIENT, DEMO_PASSWORD
+
+    open_docs(browser, live_server)
+    body = json.dumps({"email": DEMO_CLIENT, "password": DEMO_PASSWORD})
+    status, shown = try_it_out(browser, opblock(browser, "POST", "/api/v1/auth/login"), body=body)
+    assert status == "200", shown
+    token = json.loads(shown)["token"]
+
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    browser.find_element(By.CSS_SELECTOR, ".auth-wrapper .btn.authorize").click()
+    field = wait.until(lambda driver: driver.find_element(By.CSS_SELECTOR, ".modal-ux input[type='text']"))
+    field.send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, ".modal-ux .auth-btn-wrapper .btn.authorize").click()
+    browser.find_element(By.CSS_SELECTOR, ".modal-ux .btn-done").click()
+
+    status, shown = try_it_out(browser, opblock(browser, "GET", "/api/v1/menus"))
+    assert status == "200", shown
+    assert '"list"' in shown and "Dashboard" in shown
