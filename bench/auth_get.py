@@ -156,8 +156,12 @@ def gunicorn_command(args, app_module, port):
     if args.threads > 1:
         command += ["--threads", str(args.threads)]
     if not args.no_access_log:
-        command += ["--access-logfile", "-"]
+        command += ["--access-logfile", "-", "--access-logformat", PROCFILE_ACCESS_LOG_FORMAT]
     return command
+
+
+# The Procfile's access log: the path without its query string.
+PROCFILE_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 class Server:

@@ -157,8 +157,6 @@ def load_config(overrides=None):
         # Uploads
         "UPLOAD_FOLDER": env_str("UPLOAD_FOLDER", str(PROJECT_ROOT / "instance" / "uploads")),
         "UPLOAD_MAX_BYTES": env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
-        # Jobs
-        "RQ_DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 300),
         # An Idempotency-Key whose request left no answer this long ago is judged by what the
         # database says it did (longer than any request lives: gunicorn's --timeout is 30).
         "IDEMPOTENCY_STALE_SECONDS": env_int("IDEMPOTENCY_STALE_SECONDS", 120),

@@ -51,10 +51,12 @@ class ExportDownload(MethodView):
             return response
         response = send_file(
             services.open_export_file(export),
-            mimetype=export.content_type,
+            mimetype=export.content_type.split(";")[0],
             as_attachment=True,
             download_name=export.file_name,
         )
+        # As stored (CSV names its charset); send_file would add a second charset.
+        response.headers["Content-Type"] = export.content_type
         response.headers["Cache-Control"] = "private, no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"

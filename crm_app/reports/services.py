@@ -1,7 +1,7 @@
 """Report queries. Each `*_query(user, filters)` is a Select in the caller's scope, shared
 by the list routes and the exports, so a file always carries what the list shows."""
 
-from sqlalchemy import Numeric, String, cast, false, func, or_, select
+from sqlalchemy import Numeric, String, and_, case, cast, false, func, or_, select
 from sqlalchemy.orm import aliased
 
 from crm_app.auth.models import User
@@ -369,8 +369,12 @@ def _text(column):
 
 def user_name_sql(person):
     """`user_name()` in SQL: first and last name, or the e-mail when both are empty."""
-    full_name = func.concat_ws(" ", func.nullif(person.first_name, ""), func.nullif(person.last_name, ""))
-    return func.coalesce(func.nullif(full_name, ""), person.email, type_=String)
+    # Spelled with CASE, not concat_ws: SQLite (the demo's database) has no concat_ws.
+    first = func.nullif(person.first_name, "", type_=String)
+    last = func.nullif(person.last_name, "", type_=String)
+    both = and_(first.is_not(None), last.is_not(None))
+    full_name = case((both, first + " " + last), else_=func.coalesce(first, last))
+    return func.coalesce(full_name, person.email, type_=String)
 
 
 def _export_columns(query, *columns):
