@@ -98,7 +98,11 @@ def _discard_request_connection(db):
     if connection is not None:
         connection.invalidate()
         connection.close()
+        # The driver reported it, not SQLAlchemy: renew the pool as SQLAlchemy does on a
+        # disconnect, since its other connections died with this one.
+        db.engine.dispose(close=False)
     else:
+        # SQLAlchemy saw the disconnect and has marked the whole pool for renewal.
         db.session.rollback()
 
 
