@@ -49,7 +49,8 @@ def sqlite_app(tmp_path_factory):
 def test_every_report_exports_on_sqlite(sqlite_app, report, email):
     client = sqlite_app.test_client()
     token = client.post("/api/v1/auth/login", json={"email": email, "password": "Passw0rd1"}).get_json()["token"]
-    started = client.post(f"/api/v1/reports/{report}/export", headers={"Authorization": f"Bearer {token}"}, json=REPORTS[report])
+    headers = {"Authorization": f"Bearer {token}"}
+    started = client.post(f"/api/v1/reports/{report}/export", headers=headers, json=REPORTS[report])
     assert started.status_code == 200, started.get_json()
     download = client.get(started.get_json()["download_url"])
     assert download.status_code == 200, download.get_data(as_text=True)[:300]
