@@ -11,6 +11,11 @@ from crm_app.uploads import services
 blp = Blueprint("uploads", __name__, url_prefix="/api/v1", description="Uploaded files")
 
 
+FILE_CONTENT = {
+    content_type: {"schema": {"type": "string", "format": "binary"}} for _, content_type, _ in services.SIGNATURES
+}
+
+
 class UploadFormSchema(Schema):
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
@@ -43,6 +48,7 @@ class Uploads(MethodView):
 class UploadFile(MethodView):
     @blp.login_required()
     @blp.response(200, content_type="application/octet-stream")
+    @blp.doc(responses={"200": {"description": "The file, with its own content type", "content": FILE_CONTENT}})
     def get(self, upload_id):
         """The uploaded file (its owner and admins only)"""
         upload = services.get_visible_upload(upload_id, current_user)
