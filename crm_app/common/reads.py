@@ -78,7 +78,7 @@ def fetch_rows(statement, params=None):
 
 def _fetch_rows(statement, params):
     connection = read_connection()
-    if g.get("read_only_request"):
+    if g.get("read_only_request") and connection.dialect.driver == "psycopg":
         sql, defaults = _driver_sql(statement, connection.dialect)
         cursor = connection.connection.driver_connection.execute(sql, {**defaults, **(params or {})})
         return cursor.fetchall()
