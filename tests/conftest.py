@@ -106,21 +106,25 @@ def clean_state(request):
         return
     app = request.getfixturevalue("app")
     smtp_sink = request.getfixturevalue("smtp_sink")
+    empty_database_and_redis(app)
+    smtp_sink.messages.clear()
+    yield
+
+
+def empty_database_and_redis(app):
+    """Empty every table and this run's Redis db (keeping the run's claim on it)."""
+    from crm_app.common.runtime import runtime
     from crm_app.extensions import db
 
     with app.app_context():
         tables = [t.name for t in db.metadata.sorted_tables]
         db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         db.session.commit()
-        from crm_app.common.runtime import runtime
-
         redis_client = runtime().redis
         owner = redis_client.get(OWNER_KEY)
         redis_client.flushdb()
         if owner is not None:
             redis_client.set(OWNER_KEY, owner, ex=6 * 3600)
-    smtp_sink.messages.clear()
-    yield
 
 
 class IsolatedClient(FlaskClient):

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from tests.conftest import OWNER_KEY  # noqa: E402
+from tests.conftest import empty_database_and_redis  # noqa: E402
 from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD  # noqa: E402
 
 # Enough to find the odd input that breaks an operation, small enough for CI:
@@ -75,21 +75,6 @@ CHECKS = [
 def clean_state():
     """The fuzzed world is built once for the whole module (see `world`), not per test."""
     yield
-
-
-def empty_database_and_redis(app):
-    from crm_app.common.runtime import runtime
-    from crm_app.extensions import db
-
-    with app.app_context():
-        tables = [t.name for t in db.metadata.sorted_tables]
-        db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        db.session.commit()
-        redis_client = runtime().redis
-        owner = redis_client.get(OWNER_KEY)
-        redis_client.flushdb()
-        if owner is not None:
-            redis_client.set(OWNER_KEY, owner, ex=6 * 3600)
 
 
 def mint_headers(user):

@@ -13,24 +13,14 @@ from crm_app.review import services as review_services
 from crm_app.review.models import ReviewItem
 from crm_app.trading import services
 from crm_app.trading.models import TradingAccount
-from tests.support.trading import GOOD_PASSWORD
+from tests.support.trading import apply_live, pending_application_id
 
 
 def test_a_stale_claim_can_be_approved_again(client, factory, book, kyc_approved, monkeypatch):
     headers = factory.headers(client, factory.user())
-    client.post(
-        "/api/v1/client/account-applications",
-        headers=headers,
-        json={
-            "currency": "USD",
-            "leverage": 100,
-            "password": GOOD_PASSWORD,
-            "trading_account_type_id": book["live_type"]["id"],
-            "trading_platform": "MT5",
-        },
-    )
+    apply_live(client, headers, book)
     admin = book["admin_headers"]
-    item_id = client.get("/api/v1/admin/audits?type=account_application", headers=admin).get_json()["list"][0]["id"]
+    item_id = pending_application_id(client, book)
 
     # The request dies after its claim, and cannot even record why.
     def crash(*args, **kwargs):

@@ -17,9 +17,8 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import OWNER_KEY, IsolatedClient
+from tests.conftest import IsolatedClient, empty_database_and_redis
 from tests.support.factory import PASSWORD, Factory
 from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD, book_counter
 
@@ -232,21 +231,6 @@ PLAIN_PUBLIC = [("/healthz", 200), ("/readyz", 200), ("/docs", 200)]
 # Every check below is a refused request that changes nothing, so one set of users and
 # objects serves the whole table (building it per test would take minutes). The module
 # starts from empty tables of its own, as every test does.
-
-
-def start_from_empty(app):
-    from crm_app.common.runtime import runtime
-    from crm_app.extensions import db
-
-    with app.app_context():
-        tables = [t.name for t in db.metadata.sorted_tables]
-        db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        db.session.commit()
-        redis_client = runtime().redis
-        owner = redis_client.get(OWNER_KEY)
-        redis_client.flushdb()
-        if owner is not None:
-            redis_client.set(OWNER_KEY, owner, ex=6 * 3600)
 
 
 def ok(response, status=(200, 201)):
@@ -500,7 +484,7 @@ def clean_state():
 @pytest.fixture(scope="module")
 def matrix(app, sim):
     """(test client, world) for the whole module."""
-    start_from_empty(app)
+    empty_database_and_redis(app)
     app.test_client_class = IsolatedClient
     api = app.test_client()
     return api, build_world(app, api, sim)

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD, open_demo
+from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD, apply_live, open_demo, pending_application_id
 
 
 def test_demo_account_opens_at_once_on_the_trading_server(client, factory, book, sim):
@@ -52,17 +52,7 @@ def test_account_types_show_only_demo_until_kyc_is_approved(client, factory, boo
 
 def test_live_application_needs_approved_kyc(client, factory, book):
     headers = factory.headers(client, factory.user())
-    response = client.post(
-        "/api/v1/client/account-applications",
-        headers=headers,
-        json={
-            "currency": "USD",
-            "leverage": 100,
-            "password": GOOD_PASSWORD,
-            "trading_account_type_id": book["live_type"]["id"],
-            "trading_platform": "MT5",
-        },
-    )
+    response = apply_live(client, headers, book)
     assert response.status_code == 422
     assert response.get_json()["code"] == "account_type_not_open"
 
@@ -155,20 +145,8 @@ def test_two_admins_approving_at_once_open_one_account(app, client, factory, boo
     from crm_app.trading.models import TradingAccount
 
     headers = factory.headers(client, factory.user())
-    client.post(
-        "/api/v1/client/account-applications",
-        headers=headers,
-        json={
-            "currency": "USD",
-            "leverage": 100,
-            "password": GOOD_PASSWORD,
-            "trading_account_type_id": book["live_type"]["id"],
-            "trading_platform": "MT5",
-        },
-    )
-    item_id = client.get("/api/v1/admin/audits?type=account_application", headers=book["admin_headers"]).get_json()[
-        "list"
-    ][0]["id"]
+    apply_live(client, headers, book)
+    item_id = pending_application_id(client, book)
     second_admin_headers = factory.headers(client, factory.admin())
     statuses = []
 
@@ -198,20 +176,8 @@ def test_crash_after_server_created_account_is_adopted_not_doubled(client, facto
     from crm_app.trading.models import TradingAccount
 
     headers = factory.headers(client, factory.user())
-    client.post(
-        "/api/v1/client/account-applications",
-        headers=headers,
-        json={
-            "currency": "USD",
-            "leverage": 100,
-            "password": GOOD_PASSWORD,
-            "trading_account_type_id": book["live_type"]["id"],
-            "trading_platform": "MT5",
-        },
-    )
-    item_id = client.get("/api/v1/admin/audits?type=account_application", headers=book["admin_headers"]).get_json()[
-        "list"
-    ][0]["id"]
+    apply_live(client, headers, book)
+    item_id = pending_application_id(client, book)
 
     real_record = services.record_created_account
 

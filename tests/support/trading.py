@@ -103,3 +103,22 @@ def open_demo(client, headers, book, **overrides):
         **overrides,
     }
     return client.post("/api/v1/client/trading-accounts", headers=headers, json=body)
+
+
+def apply_live(client, headers, book, **overrides):
+    """A live-account application (#14) on the book's live type."""
+    body = {
+        "currency": "USD",
+        "leverage": 100,
+        "password": GOOD_PASSWORD,
+        "trading_account_type_id": book["live_type"]["id"],
+        "trading_platform": "MT5",
+        **overrides,
+    }
+    return client.post("/api/v1/client/account-applications", headers=headers, json=body)
+
+
+def pending_application_id(client, book):
+    """The id of the newest account-application review item."""
+    answer = client.get("/api/v1/admin/audits?type=account_application", headers=book["admin_headers"])
+    return answer.get_json()["list"][0]["id"]
