@@ -48,9 +48,10 @@ def test_a_get_uses_one_pooled_connection_for_token_check_and_orm_reads(app, cli
         stop()
 
 
-def test_writes_still_run_in_one_transaction(app, client, factory):
-    """A POST reads the token user inside the session's transaction: a failed write
-    leaves nothing behind (the password change bumps the version and revokes tokens)."""
+def test_a_refused_write_by_the_caller_changes_nothing(app, client, factory):
+    """A POST reads the token user inside the session's transaction and writes through
+    the ORM user: a refused password change keeps the password, the token version and
+    the token, and records only its audit row."""
     user = factory.user()
     headers = factory.headers(client, user)
     response = client.post(
@@ -58,9 +59,16 @@ def test_writes_still_run_in_one_transaction(app, client, factory):
         json={"old_password": "wrong-password-1", "new_password": "Another123"},
         headers=headers,
     )
-    assert 400 <= response.status_code < 500
-    # The token still works: nothing was half written.
+    assert response.status_code == 422 and response.get_json()["code"] == "wrong_old_password"
     assert client.get("/api/v1/menus", headers=headers).status_code == 200
+    factory.login(client, user.email)  # the old password still signs in
+    with app.app_context():
+        from crm_app.admin.models import AuditLog
+        from crm_app.auth.models import User
+
+        assert db.session.get(User, user.id).token_version == 0
+        actions = db.session.scalars(sa.select(AuditLog.action).where(AuditLog.actor_id == user.id)).all()
+        assert "auth.password_change_failed" in actions and "auth.password_change" not in actions
 
 
 def test_caller_loads_the_orm_user_only_when_asked(app, factory):
