@@ -46,14 +46,14 @@ def wait_until_up(url, process, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited")
+            raise RuntimeError(f"{url}: the process exited")
         try:
             if requests.get(url, timeout=2).status_code < 500:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
 def run(args):

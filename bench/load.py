@@ -90,6 +90,7 @@ except ImportError:
 import requests  # noqa: E402
 
 from bench.auth_get import free_port, libpq_url, scratch_database, server_version  # noqa: E402
+from bench.deposit_approvals import wait_until_up  # noqa: E402
 
 # Services -------------------------------------------------------------------
 
@@ -132,20 +133,6 @@ def procfile_commands(args, web_port, sim_port):
         commands["worker"] = [python, "-m", "workers.worker"]
         commands["clock"] = [python, "-m", "workers.clock"]
     return commands
-
-
-def wait_until_up(url, process, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited")
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
 @contextmanager
