@@ -4,7 +4,7 @@ import logging
 
 from flask import Flask, g, send_from_directory
 
-from crm_app.config import load_config
+from crm_app.config import SIMULATOR_ENVS, load_config
 
 
 def create_app(overrides=None):
@@ -87,7 +87,7 @@ def register_blueprints(app, api):
     from crm_app.ib.routes import blp as ib_blp
     from crm_app.kyc.routes import admin_blp as kyc_admin_blp
     from crm_app.kyc.routes import blp as kyc_blp
-    from crm_app.kyc.routes import everify_blp
+    from crm_app.kyc.routes import everify_blp, everify_sim_blp
     from crm_app.rebates.routes import admin_blp as rebates_admin_blp
     from crm_app.rebates.routes import blp as rebates_blp
     from crm_app.reports.routes import blp as reports_blp
@@ -124,6 +124,8 @@ def register_blueprints(app, api):
         everify_blp,
     ):
         api.register_blueprint(blueprint)
+    if app.config["APP_ENV"] in SIMULATOR_ENVS:
+        api.register_blueprint(everify_sim_blp)
 
 
 def configure_jwt(jwt):

@@ -6,8 +6,10 @@ of silently signing tokens with a guessable key.
 """
 
 import os
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,55 @@ def env_bool(name, default=False):
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def has_unsafe_url_characters(url):
+    """Whitespace, control, format (bidi) characters or a backslash: browsers read such URLs
+    differently from us (`https://a.com\\@evil.com`, a tab inside the scheme, a right-to-left override)."""
+    return any(c == "\\" or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp") for c in url)
+
+
+def normalise_origin(url):
+    """`scheme://host[:port]` of an http(s) URL (lower case, default port left out), or None.
+
+    None for anything else: another scheme, user info (`https://a.com@evil.com`), no host,
+    a host that is not plain ASCII, a bad port, control characters or backslashes.
+    """
+    if not isinstance(url, str) or not url or has_unsafe_url_characters(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in DEFAULT_PORTS or not url.lower().startswith(scheme + "://") or not host:
+        return None
+    if "@" in parts.netloc or not host.isascii():
+        return None
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if port is None or port == DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def env_origins(name):
+    """Comma-separated origins (`https://portal.broker.com, http://localhost:3000`), normalised."""
+    origins = []
+    for item in (env_str(name) or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        origin = normalise_origin(item)
+        if origin is None or urlsplit(item).path not in ("", "/") or urlsplit(item).query or urlsplit(item).fragment:
+            raise ConfigError(f"{name} takes origins such as https://portal.broker.com, got {item!r}")
+        origins.append(origin)
+    return tuple(origins)
 
 
 def normalise_database_url(url):
@@ -129,8 +180,12 @@ def load_config(overrides=None):
         "CAPTCHA_ENDPOINT": env_str("CAPTCHA_ENDPOINT", "https://captcha.tencentcloudapi.com"),
         "CAPTCHA_REGION": env_str("CAPTCHA_REGION", ""),
         "CAPTCHA_TIMEOUT_SECONDS": env_int("CAPTCHA_TIMEOUT_SECONDS", 5),
-        # Electronic identity verification (the built-in simulator vendor by default)
-        "EVERIFY_PROVIDER": env_str("EVERIFY_PROVIDER", "sim"),
+        # Electronic identity verification. The built-in simulator vendor (`sim`) exists only in
+        # development and test, where it is the default; production has no default (off).
+        "EVERIFY_PROVIDER": everify_provider(app_env),
+        # Origins (scheme://host[:port], comma-separated) the e-verify success/failed URLs may point
+        # at; relative paths are always allowed. Development and test add PUBLIC_BASE_URL's origin.
+        "FRONTEND_ORIGINS": env_origins("FRONTEND_ORIGINS"),
         "EVERIFY_SIM_SECRET": env_str("EVERIFY_SIM_SECRET"),
         "EVERIFY_SESSION_TTL_SECONDS": env_int("EVERIFY_SESSION_TTL_SECONDS", 1800),
         "EVERIFY_MAX_ATTEMPTS": env_int("EVERIFY_MAX_ATTEMPTS", 5),
@@ -157,6 +212,14 @@ def load_config(overrides=None):
         # Uploads
         "UPLOAD_FOLDER": env_str("UPLOAD_FOLDER", str(PROJECT_ROOT / "instance" / "uploads")),
         "UPLOAD_MAX_BYTES": env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        # Quotas per user: uploads per rolling hour and bytes per rolling day (429 with Retry-After),
+        # demo accounts open at once and live-account applications waiting for review (422).
+        "UPLOAD_MAX_PER_HOUR": env_int("UPLOAD_MAX_PER_HOUR", 30),
+        "UPLOAD_MAX_BYTES_PER_DAY": env_int("UPLOAD_MAX_BYTES_PER_DAY", 100 * 1024 * 1024),
+        "DEMO_ACCOUNTS_MAX_OPEN": env_int("DEMO_ACCOUNTS_MAX_OPEN", 3),
+        "LIVE_APPLICATIONS_MAX_PENDING": env_int("LIVE_APPLICATIONS_MAX_PENDING", 1),
+        # A trading server whose free logins fall below this share of its range is flagged to admins.
+        "LOGIN_RANGE_WARN_RATIO": env_float("LOGIN_RANGE_WARN_RATIO", 0.10),
         # An Idempotency-Key whose request left no answer this long ago is judged by what the
         # database says it did (longer than any request lives: gunicorn's --timeout is 30).
         "IDEMPOTENCY_STALE_SECONDS": env_int("IDEMPOTENCY_STALE_SECONDS", 120),
@@ -183,7 +246,31 @@ def load_config(overrides=None):
     cfg.update(overrides)
     cfg["MAX_CONTENT_LENGTH"] = cfg["UPLOAD_MAX_BYTES"] + 64 * 1024
     check_secrets(cfg)
+    check_everify(cfg)
     return cfg
+
+
+# Where the e-verify simulator vendor exists (it verifies anyone who presses Pass).
+SIMULATOR_ENVS = ("development", "test")
+PROVIDER_OFF = ("off", "none")
+
+
+def everify_provider(app_env):
+    """The e-verify vendor's name, or None (off): `sim` by default only where the simulator exists."""
+    raw = env_str("EVERIFY_PROVIDER")
+    if raw is None:
+        return "sim" if app_env in SIMULATOR_ENVS else None
+    raw = raw.strip().lower()
+    return None if raw in PROVIDER_OFF else raw
+
+
+def check_everify(cfg):
+    provider = cfg.get("EVERIFY_PROVIDER")
+    if provider == "sim" and cfg["APP_ENV"] not in SIMULATOR_ENVS:
+        raise ConfigError(
+            "Refusing to start: EVERIFY_PROVIDER=sim is the built-in simulator, which approves anyone; it exists "
+            "only with APP_ENV=development or test. Configure a real vendor or leave EVERIFY_PROVIDER unset (off)."
+        )
 
 
 def check_secrets(cfg):

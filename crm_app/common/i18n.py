@@ -17,6 +17,36 @@ MESSAGES = {
     "conflict": ("The request conflicts with the current state.", "请求与当前状态冲突。", "請求與目前狀態衝突。"),
     "payload_too_large": ("The upload is too large.", "上传文件过大。", "上傳檔案過大。"),
     "unsupported_media_type": ("This file type is not accepted.", "不支持的文件类型。", "不支援的檔案類型。"),
+    "upload_limit": (
+        "Too many uploads in the last hour; try again later.",
+        "最近一小时上传次数过多，请稍后再试。",
+        "最近一小時上傳次數過多，請稍後再試。",
+    ),
+    "upload_bytes_limit": (
+        "Too much uploaded in the last day; try again later.",
+        "最近一天上传的数据量已达上限，请稍后再试。",
+        "最近一天上傳的資料量已達上限，請稍後再試。",
+    ),
+    "demo_account_limit": (
+        "You have as many demo accounts open as allowed.",
+        "您的模拟账户数量已达上限。",
+        "您的模擬帳戶數量已達上限。",
+    ),
+    "application_limit": (
+        "You already have an account application waiting for review.",
+        "您已有待审核的开户申请。",
+        "您已有待審核的開戶申請。",
+    ),
+    "redirect_not_allowed": (
+        "This address is not one we may send you back to.",
+        "不允许跳转到该地址。",
+        "不允許跳轉到該位址。",
+    ),
+    "e_verify_unavailable": (
+        "Electronic identity verification is not offered here.",
+        "此处未提供电子身份认证。",
+        "此處未提供電子身分認證。",
+    ),
     "too_many_requests": (
         "Too many requests; try again later.",
         "请求过于频繁，请稍后再试。",

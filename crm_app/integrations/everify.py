@@ -8,7 +8,9 @@ deliveries).
 
 The simulator vendor `sim` is the project's own: its page is served by this app
 (`GET /api/v1/e-verify/sim/{session_id}`) with Pass and Fail buttons, and it signs its
-callbacks exactly as a real vendor would, with `EVERIFY_SIM_SECRET`.
+callbacks exactly as a real vendor would, with `EVERIFY_SIM_SECRET`. Anyone can press
+Pass, so it exists only with `APP_ENV` development or test: elsewhere `vendor_for`
+does not know it (its sessions, pages and webhook are not found).
 """
 
 import hashlib
@@ -18,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
+
+from crm_app.config import SIMULATOR_ENVS
 
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
@@ -60,23 +64,29 @@ class EVerifyVendor(Protocol):
 
 @dataclass(frozen=True)
 class EVerifySettings:
-    provider: str
+    provider: str | None  # None: electronic verification is off
     sim_secret: str = field(repr=False)
     session_ttl_seconds: int = 1800
     max_attempts: int = 5
     signature_tolerance_seconds: int = 300
     public_base_url: str = ""
+    app_env: str = "production"
 
     @classmethod
     def from_config(cls, cfg):
         return cls(
-            provider=cfg.get("EVERIFY_PROVIDER") or "sim",
+            provider=cfg.get("EVERIFY_PROVIDER") or None,
             sim_secret=cfg.get("EVERIFY_SIM_SECRET") or derived_secret(cfg["SECRET_KEY"], "everify-sim"),
             session_ttl_seconds=cfg.get("EVERIFY_SESSION_TTL_SECONDS", 1800),
             max_attempts=cfg.get("EVERIFY_MAX_ATTEMPTS", 5),
             signature_tolerance_seconds=cfg.get("EVERIFY_SIGNATURE_TOLERANCE_SECONDS", 300),
             public_base_url=(cfg.get("PUBLIC_BASE_URL") or "").rstrip("/"),
+            app_env=cfg.get("APP_ENV") or "production",
         )
+
+    @property
+    def simulator_allowed(self):
+        return self.app_env in SIMULATOR_ENVS
 
 
 def derived_secret(secret_key, purpose):
@@ -167,8 +177,8 @@ class SimulatorVendor:
 
 
 def vendor_for(provider, settings):
-    """The vendor called `provider`, or None when we do not know it."""
-    if provider == SimulatorVendor.name:
+    """The vendor called `provider`, or None when we do not know it (or it may not exist here)."""
+    if provider == SimulatorVendor.name and settings.simulator_allowed:
         return SimulatorVendor(
             settings.sim_secret, settings.public_base_url, tolerance=settings.signature_tolerance_seconds
         )

@@ -13,6 +13,13 @@ admin_blp = Blueprint("kyc_admin", __name__, url_prefix="/api/v1/admin", descrip
 everify_blp = Blueprint(
     "everify", __name__, url_prefix="/api/v1", description="Electronic identity verification: vendor callbacks"
 )
+# The simulator vendor's pages: registered only in development and test (anyone may press Pass).
+everify_sim_blp = Blueprint(
+    "everify_sim",
+    __name__,
+    url_prefix="/api/v1",
+    description="Electronic identity verification: the simulator vendor (development and test only)",
+)
 
 
 @blp.route("/client/kyc")
@@ -67,7 +74,9 @@ class EVerifySessions(MethodView):
         """创建电子认证会话 Start an electronic identity verification session
 
         Send the user to `redirect_url`; the vendor brings them back to `success_url` or
-        `failed_url` and reports the result to our webhook.
+        `failed_url` and reports the result to our webhook. Both must be a path on this site
+        or on one of the broker's front-end origins (422 `redirect_not_allowed`); with no
+        vendor set up (production without `EVERIFY_PROVIDER`) it is a 503 `e_verify_unavailable`.
         """
         return services.start_everify_session(
             current_user, body["success_url"], body["failed_url"], client_info_from_request()
@@ -163,9 +172,9 @@ Session <code>{session_id}</code> is <strong>{status}</strong>; it expires at {e
 """
 
 
-@everify_blp.route("/e-verify/sim/<session_id>")
+@everify_sim_blp.route("/e-verify/sim/<session_id>")
 class SimPage(MethodView):
-    @everify_blp.response(200, content_type="text/html")
+    @everify_sim_blp.response(200, content_type="text/html")
     def get(self, session_id):
         """The simulator vendor's verification page (Pass / Fail)"""
         session = services.get_sim_session(session_id)
@@ -178,10 +187,10 @@ class SimPage(MethodView):
         return Response(page, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
 
-@everify_blp.route("/e-verify/sim/<session_id>/decide")
+@everify_sim_blp.route("/e-verify/sim/<session_id>/decide")
 class SimDecide(MethodView):
-    @everify_blp.arguments(schemas.SimDecisionSchema, location="form")
-    @everify_blp.response(303)
+    @everify_sim_blp.arguments(schemas.SimDecisionSchema, location="form")
+    @everify_sim_blp.response(303)
     def post(self, form, session_id):
         """The simulator page's answer: the vendor reports it, the person goes back"""
         return redirect(services.decide_sim_session(session_id, form["outcome"] == "pass"), code=303)

@@ -7,7 +7,10 @@ from crm_app.kyc.models import KYC_STATUSES, MODULES
 STATUS_DESCRIPTION = (
     "`filling`, `completed` (every module of the group filled, not yet submitted), `pending`, `approved` or `rejected`"
 )
-HTTP_URL = validate.And(validate.Length(max=1024), validate.URL(schemes={"http", "https"}, require_tld=False))
+REDIRECT_TARGET_DESCRIPTION = (
+    "A path on this site (`/kyc/done`) or a URL on one of the broker's front-end origins (`FRONTEND_ORIGINS`); "
+    "anything else is a 422 `redirect_not_allowed`"
+)
 
 
 # #27 / #50 -------------------------------------------------------------------------------
@@ -123,8 +126,13 @@ class EVerifySummarySchema(Schema):
     code = fields.String(metadata={"description": "The latest result code"})
     provider = fields.String()
     retry_times = fields.Integer(metadata={"description": "Attempts left"})
-    status = fields.String(metadata={"description": "`not_started`, `pending`, `passed`, `rejected` or `expired`"})
-    is_enabled = fields.Boolean()
+    status = fields.String(
+        metadata={
+            "description": "`not_started`, `pending`, `passed`, `rejected`, `expired`, or `off` when this server "
+            "offers no electronic verification"
+        }
+    )
+    is_enabled = fields.Boolean(metadata={"description": "Offered: the broker's form has it and a vendor is set up"})
     is_required = fields.Boolean(metadata={"description": "A passed verification is needed to submit"})
 
 
@@ -159,8 +167,12 @@ class SaveQuestionnaireSchema(Schema):
 
 
 class EVerifySessionRequestSchema(Schema):
-    success_url = fields.String(required=True, validate=HTTP_URL)
-    failed_url = fields.String(required=True, validate=HTTP_URL)
+    success_url = fields.String(
+        required=True, validate=validate.Length(min=1, max=1024), metadata={"description": REDIRECT_TARGET_DESCRIPTION}
+    )
+    failed_url = fields.String(
+        required=True, validate=validate.Length(min=1, max=1024), metadata={"description": REDIRECT_TARGET_DESCRIPTION}
+    )
 
 
 class EVerifySessionSchema(Schema):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from crm_app.admin.services import record_audit_log
 from crm_app.broker.services import broker_zone
 from crm_app.common.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized, ValidationFailed
+from crm_app.common.redirects import redirect_allowed
 from crm_app.common.timeutil import from_unix, to_unix, utcnow
 from crm_app.extensions import db
 from crm_app.integrations import everify
@@ -419,7 +420,8 @@ def module_missing(module, data):
     """Why `module` is not complete in `data` ({} when it is)."""
     stored = data.get(module.key)
     if module.key == "e_verify":
-        if module.is_required and (stored or {}).get("status") != "passed":
+        # With no vendor configured nobody could pass it: the KYC is reviewed by hand instead.
+        if module.is_required and everify_vendor() is not None and (stored or {}).get("status") != "passed":
             return {"e_verify": ["Electronic identity verification must pass first."]}
         return {}
     if module.key == "questionnaire":
@@ -917,6 +919,23 @@ def everify_settings():
     return everify.EVerifySettings.from_config(current_app.config)
 
 
+def everify_vendor():
+    """The configured vendor, or None when electronic verification is off here."""
+    settings = everify_settings()
+    return everify.vendor_for(settings.provider, settings)
+
+
+def check_redirect_targets(**urls):
+    """422 `redirect_not_allowed` naming each URL that is neither one of FRONTEND_ORIGINS nor a path here."""
+    errors = {
+        name: ["Must be a path on this site or a URL on one of the broker's front-end origins."]
+        for name, url in urls.items()
+        if not redirect_allowed(url, current_app.config)
+    }
+    if errors:
+        raise ValidationFailed(code="redirect_not_allowed", errors=errors)
+
+
 def everify_summary(user_id, profile, form):
     settings = everify_settings()
     attempts = db.session.scalar(select(func.count()).where(EVerifySession.user_id == user_id))
@@ -935,14 +954,17 @@ def everify_summary(user_id, profile, form):
         else:
             status = latest.status
     module = form.get("e_verify")
+    offered = everify.vendor_for(settings.provider, settings) is not None
+    if not offered and status != "passed":
+        status = "off"
     return {
         "attempt_times": attempts,
         "code": (latest.result_code if latest else None) or "",
-        "provider": latest.provider if latest else settings.provider,
-        "retry_times": max(0, settings.max_attempts - attempts),
+        "provider": (latest.provider if latest else settings.provider) or "",
+        "retry_times": max(0, settings.max_attempts - attempts) if offered else 0,
         "status": status,
-        "is_enabled": bool(module and module.is_enabled),
-        "is_required": bool(module and module.is_enabled and module.is_required),
+        "is_enabled": bool(offered and module and module.is_enabled),
+        "is_required": bool(offered and module and module.is_enabled and module.is_required),
     }
 
 
@@ -952,7 +974,10 @@ def start_everify_session(user, success_url, failed_url, client=None):
         raise Conflict(code="e_verify_disabled", errors={"e_verify": ["Electronic verification is not offered."]})
     vendor = everify.vendor_for(settings.provider, settings)
     if vendor is None:
-        raise ServiceUnavailable(code="e_verify_unavailable")
+        raise ServiceUnavailable(
+            code="e_verify_unavailable", errors={"e_verify": ["Electronic verification is off on this server."]}
+        )
+    check_redirect_targets(success_url=success_url, failed_url=failed_url)
     profile = lock_profile(user.id)
     ensure_editable(profile)
     if ((profile.data or {}).get("e_verify") or {}).get("status") == "passed":
@@ -1056,7 +1081,16 @@ def apply_everify_result(provider, result):
     return session
 
 
+def sim_vendor():
+    """The simulator vendor; not found where it may not exist (outside development and test)."""
+    vendor = everify.vendor_for(everify.SimulatorVendor.name, everify_settings())
+    if vendor is None:
+        raise NotFound()
+    return vendor
+
+
 def get_sim_session(session_id):
+    sim_vendor()
     session = db.session.get(EVerifySession, session_id)
     if session is None or session.provider != everify.SimulatorVendor.name:
         raise NotFound()
@@ -1070,7 +1104,11 @@ def decide_sim_session(session_id, passed):
     answers the URL to send the person back to.
     """
     session = get_sim_session(session_id)
-    vendor = everify.vendor_for(everify.SimulatorVendor.name, everify_settings())
+    # A session stored before the redirect rule (or since the origins changed) sends nobody elsewhere.
+    target_field = "success_url" if passed else "failed_url"
+    target = getattr(session, target_field)
+    check_redirect_targets(**{target_field: target})
+    vendor = sim_vendor()
     body, headers = vendor.callback(session.id, passed)
     receive_everify_callback(vendor.name, body, headers)
-    return session.success_url if passed else session.failed_url
+    return target
