@@ -19,6 +19,12 @@ from crm_app.integrations.everify import (
 URLS = {"success_url": "https://portal.example/kyc/ok", "failed_url": "https://portal.example/kyc/failed"}
 
 
+@pytest.fixture(autouse=True)
+def portal_origin(app, monkeypatch):
+    """The broker's front end, where the vendor may send the person back to."""
+    monkeypatch.setitem(app.config, "FRONTEND_ORIGINS", ("https://portal.example",))
+
+
 @pytest.fixture
 def kyc_form(factory):
     from crm_app.kyc.demo import seed_kyc_demo
@@ -222,7 +228,8 @@ def test_session_urls_must_be_http_and_roles_apply(client, factory, auth):
         headers=auth,
         json={"success_url": "javascript:alert(1)", "failed_url": URLS["failed_url"]},
     )
-    assert response.status_code == 422 and "success_url" in response.get_json()["errors"]
+    assert response.status_code == 422 and response.get_json()["code"] == "redirect_not_allowed"
+    assert list(response.get_json()["errors"]) == ["success_url"]
     response = client.post(
         "/api/v1/client/kyc/e-verify/sessions", headers=auth, json={"success_url": URLS["success_url"]}
     )
