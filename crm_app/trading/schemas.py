@@ -172,6 +172,25 @@ class TradingServerSchema(Schema):
     last_login = fields.Integer(required=True, validate=validate.Range(min=1))
     enabled = fields.Boolean(load_default=True)
     server_type = fields.String(dump_only=True)
+    free_logins = fields.Method(
+        "login_range_free", dump_only=True, metadata={"type": "integer", "description": "Logins left to hand out"}
+    )
+    login_range_low = fields.Method(
+        "login_range_is_low",
+        dump_only=True,
+        metadata={
+            "type": "boolean",
+            "description": "Fewer free logins than LOGIN_RANGE_WARN_RATIO of the range: extend `last_login`",
+        },
+    )
+
+    def login_range_free(self, server):
+        return max(0, server.last_login - server.next_login + 1)
+
+    def login_range_is_low(self, server):
+        from crm_app.trading.services import login_range_state
+
+        return login_range_state(server)["low"]
 
     @validates_schema
     def check_range(self, data, **kwargs):

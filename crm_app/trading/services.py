@@ -3,6 +3,7 @@ figures from the trading server, password changes, balances."""
 
 import logging
 import re
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 # Names of encryption purposes (key derivation labels), not secrets.
 PASSWORD_PURPOSE = "trading-password"  # noqa: S105
 MANAGER_PASSWORD_PURPOSE = "manager-password"  # noqa: S105
+# A demo application still without its account after this long was left behind by a request
+# that failed (longer than any request lives); it no longer counts as an account being opened.
+DEMO_OPENING_STALE = timedelta(seconds=120)
+IN_FLIGHT_STATUSES = ("pending", "creating")
 
 
 # The gateway ------------------------------------------------------------------
@@ -134,6 +139,7 @@ def apply_for_account(user, values, client, is_demo=None):
         if investor_password == values["password"]:
             raise ValidationFailed(errors={"observe_password": ["Must differ from the trading password."]})
 
+    check_account_quota(user.id, account_type.is_demo)
     application = AccountApplication(
         user_id=user.id,
         account_type_id=account_type.id,
@@ -164,17 +170,106 @@ def apply_for_account(user, values, client, is_demo=None):
     return application, None
 
 
+def lock_user(user_id):
+    """One account request of a user at a time, until it commits: two at once cannot both
+    take the last place of a quota. FOR NO KEY UPDATE: rows referencing the user are not held up."""
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
+def check_account_quota(user_id, is_demo):
+    """Demo accounts open at once, live applications waiting for review: 422 beyond the limit."""
+    lock_user(user_id)
+    if is_demo:
+        limit = current_app.config["DEMO_ACCOUNTS_MAX_OPEN"]
+        open_accounts = db.session.scalar(
+            select(func.count()).where(
+                TradingAccount.user_id == user_id,
+                TradingAccount.is_demo.is_(True),
+                TradingAccount.status == "active",
+            )
+        )
+        being_opened = db.session.scalar(
+            select(func.count()).where(
+                AccountApplication.user_id == user_id,
+                AccountApplication.is_demo.is_(True),
+                AccountApplication.status.in_(IN_FLIGHT_STATUSES),
+                AccountApplication.trading_account_id.is_(None),
+                AccountApplication.created_at > utcnow() - DEMO_OPENING_STALE,
+            )
+        )
+        if open_accounts + being_opened >= limit:
+            raise ValidationFailed(
+                code="demo_account_limit",
+                errors={"trading_account_type_id": [f"At most {limit} demo accounts open at once."]},
+            )
+        return
+    limit = current_app.config["LIVE_APPLICATIONS_MAX_PENDING"]
+    pending = db.session.scalar(
+        select(func.count()).where(
+            AccountApplication.user_id == user_id,
+            AccountApplication.is_demo.is_(False),
+            AccountApplication.status.in_(IN_FLIGHT_STATUSES),
+        )
+    )
+    if pending >= limit:
+        raise ValidationFailed(
+            code="application_limit",
+            errors={"trading_account_type_id": [f"At most {limit} live-account applications waiting for review."]},
+        )
+
+
 def reserve_login(server_id):
     """Hand out the next login of the server's range, atomically."""
     reserved = db.session.execute(
         update(TradingServer)
         .where(TradingServer.id == server_id, TradingServer.next_login <= TradingServer.last_login)
         .values(next_login=TradingServer.next_login + 1)
-        .returning(TradingServer.next_login)
-    ).scalar()
+        .returning(TradingServer.next_login, TradingServer.last_login)
+    ).first()
     if reserved is None:
         raise ServiceUnavailable(code="login_range_exhausted", errors={"_schema": ["No free login on this server."]})
-    return reserved - 1
+    login = reserved.next_login - 1
+    warn_when_login_range_runs_low(server_id, login, reserved.last_login)
+    return login
+
+
+def first_login(server_id, next_login):
+    """The lowest login the CRM handed out on the server (the range's start is not stored)."""
+    lowest = [
+        db.session.scalar(select(func.min(TradingAccount.login)).where(TradingAccount.server_id == server_id)),
+        db.session.scalar(
+            select(func.min(AccountApplication.creation_login)).where(AccountApplication.server_id == server_id)
+        ),
+        next_login,
+    ]
+    return min(value for value in lowest if value is not None)
+
+
+def login_range_state(server):
+    """Free logins left on the server, the range's size, and whether the free share is below
+    LOGIN_RANGE_WARN_RATIO (shown to admins with the server)."""
+    free = max(0, server.last_login - server.next_login + 1)
+    total = max(1, server.last_login - first_login(server.id, server.next_login) + 1)
+    low = free < current_app.config["LOGIN_RANGE_WARN_RATIO"] * total
+    return {"free_logins": free, "total_logins": total, "low": low}
+
+
+def warn_when_login_range_runs_low(server_id, login, last_login):
+    """Audit-log the one reservation that takes the free share below the ratio.
+
+    Reservations get distinct logins, so exactly one of them crosses: no repeat per request.
+    """
+    free_after = last_login - login
+    total = last_login - first_login(server_id, login) + 1
+    threshold = current_app.config["LOGIN_RANGE_WARN_RATIO"] * total
+    if free_after < threshold <= free_after + 1:
+        log.warning("trading server %s: %s of %s logins left", server_id, free_after, total)
+        record_audit_log(
+            "trading_server.login_range_low",
+            target_type="trading_server",
+            target_id=server_id,
+            details={"free_logins": free_after, "total_logins": total, "login": login},
+        )
 
 
 def application_comment(application):

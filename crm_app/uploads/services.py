@@ -2,14 +2,18 @@
 
 import hashlib
 import io
+import math
 import re
 import uuid
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
 
-from crm_app.common.errors import DomainError, NotFound, ValidationFailed
+from crm_app.auth.models import User
+from crm_app.common.errors import DomainError, NotFound, TooManyRequests, ValidationFailed
 from crm_app.common.runtime import runtime
+from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
 from crm_app.uploads.models import Upload
 
@@ -21,6 +25,8 @@ SIGNATURES = (
 )
 
 UPLOAD_URL_PATTERN = re.compile(r"/api/v1/uploads/([0-9a-f]{32})$")
+COUNT_WINDOW = timedelta(hours=1)
+BYTES_WINDOW = timedelta(days=1)
 
 
 class PayloadTooLarge(DomainError):
@@ -51,6 +57,7 @@ def save_upload(owner, stream, original_name):
     if content_type is None:
         raise UnsupportedMediaType(errors={"file": ["Only JPEG, PNG and PDF files are accepted."]})
 
+    check_upload_quota(owner.id, len(data))
     upload_id = uuid.uuid4().hex
     storage_key = f"uploads/{upload_id[:2]}/{upload_id}.{extension}"
     runtime().storage.save(storage_key, io.BytesIO(data))
@@ -66,6 +73,52 @@ def save_upload(owner, stream, original_name):
     db.session.add(upload)
     db.session.commit()
     return upload
+
+
+def seconds_until(moment, now):
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def check_upload_quota(owner_id, size):
+    """Uploads per rolling hour and bytes per rolling day, per user: 429 with `Retry-After`.
+
+    The user's row is locked (FOR NO KEY UPDATE) until the upload is committed, so two
+    uploads at once cannot both take the last place; the counts come from the uploads
+    table itself, so they are exact.
+    """
+    max_count = current_app.config["UPLOAD_MAX_PER_HOUR"]
+    max_bytes = current_app.config["UPLOAD_MAX_BYTES_PER_DAY"]
+    db.session.execute(select(User.id).where(User.id == owner_id).with_for_update(key_share=True))
+    now = utcnow()
+    recent = db.session.execute(
+        select(Upload.created_at, Upload.size)
+        .where(Upload.owner_id == owner_id, Upload.created_at > now - BYTES_WINDOW)
+        .order_by(Upload.created_at, Upload.id)
+    ).all()
+
+    last_hour = [row.created_at for row in recent if row.created_at > now - COUNT_WINDOW]
+    if len(last_hour) >= max_count:
+        # Once this one is an hour old, one fewer than the limit remain in the window.
+        frees_a_place = last_hour[len(last_hour) - max_count] if max_count > 0 else now
+        raise TooManyRequests(
+            seconds_until(frees_a_place + COUNT_WINDOW, now),
+            code="upload_limit",
+            errors={"file": [f"At most {max_count} uploads an hour."]},
+        )
+
+    total = sum(row.size for row in recent)
+    if total + size > max_bytes:
+        retry_at = now + BYTES_WINDOW  # the file alone is over the daily allowance
+        for row in recent:
+            total -= row.size
+            if total + size <= max_bytes:
+                retry_at = row.created_at + BYTES_WINDOW
+                break
+        raise TooManyRequests(
+            seconds_until(retry_at, now),
+            code="upload_bytes_limit",
+            errors={"file": [f"At most {max_bytes} bytes of uploads a day."]},
+        )
 
 
 def upload_url(upload):
