@@ -48,7 +48,9 @@ def server_id(book):
 
 
 @pytest.fixture
-def open_account(client, factory, book, server_id, sim):
+def open_account(app, client, factory, book, server_id, sim, monkeypatch):
+    # One client trades several demo accounts here; the quota has tests of its own.
+    monkeypatch.setitem(app.config, "DEMO_ACCOUNTS_MAX_OPEN", 10)
     headers = factory.headers(client, factory.user())
 
     def open_one(deposit="10000.00"):
