@@ -123,8 +123,8 @@ def login(base, email, password):
 
 
 def measure(args, base):
-    client = login(base, "client@demo.local", "Demo12345")
-    admin = login(base, "admin@demo.local", "Admin12345")
+    client = login(base, "client@demo.local", "Demo-Harbor-2026")
+    admin = login(base, "admin@demo.local", "Admin-Lighthouse-71")
     types = requests.get(
         f"{base}/api/v1/client/trading-account-types?trading_platform=MT5", headers=client, timeout=30
     ).json()["list"]

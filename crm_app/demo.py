@@ -10,8 +10,8 @@ from crm_app.broker.services import DEFAULT_SETTINGS, deep_merge
 from crm_app.extensions import db
 
 # Demo credentials are public on purpose: they exist only in a demo database.
-DEMO_PASSWORD = "Demo12345"  # noqa: S105
-DEMO_ADMIN = ("admin@demo.local", "Admin12345")
+DEMO_PASSWORD = "Demo-Harbor-2026"  # noqa: S105
+DEMO_ADMIN = ("admin@demo.local", "Admin-Lighthouse-71")
 DEMO_IB = "ib@demo.local"
 DEMO_CLIENT = "client@demo.local"
 

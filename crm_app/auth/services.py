@@ -281,12 +281,14 @@ def email_taken_error():
 
 
 def register_client(email, password, client, email_code=None, invite_code=None):
-    passwords.check_password_policy(password)
-    if find_user_by_email(email) is not None:
-        raise email_taken_error()
+    passwords.check_password_policy(password, email=email)
     parent = find_ib_by_invite_code(invite_code) if invite_code else None
     if email_code_required("register"):
+        # The code first: a wrong or missing code answers alike for a known address and a
+        # new one, so only the address's owner learns that it is registered.
         consume_email_code(email, "register", email_code)
+    if find_user_by_email(email) is not None:
+        raise email_taken_error()
 
     user = User(
         email=email.strip(),
@@ -328,7 +330,9 @@ def change_password(user, old_password, new_password, client, email_code=None):
         )
         db.session.commit()
         raise ValidationFailed(code="wrong_old_password", errors={"old_password": ["The current password is wrong."]})
-    passwords.check_password_policy(new_password, field="new_password")
+    passwords.check_password_policy(
+        new_password, field="new_password", email=user.email, old_password=old_password
+    )
     if email_code_required("password_change"):
         consume_email_code(user.email, "password_change", email_code)
     user.password_hash = passwords.hash_password(new_password)
