@@ -169,11 +169,31 @@ def ensure_enabled(user):
 # Login ----------------------------------------------------------------------
 
 
+def _email_digest(email):
+    return hashlib.sha256(email_key(email).encode()).hexdigest()
+
+
 def _login_throttle_keys(email, client):
-    keys = [(f"login:email:{hashlib.sha256(email_key(email).encode()).hexdigest()}", "LOGIN_MAX_FAILURES")]
-    if client and client.ip:
-        keys.append((f"login:ip:{client.ip}", "LOGIN_MAX_FAILURES_PER_IP"))
+    """The counters that lock: one (account, address) pair, and one address for all accounts.
+
+    An account's failures from every address together never lock it (anyone could lock
+    its owner out); they ask for a captcha instead (`_account_failures_key`).
+    """
+    ip = client.ip if client and client.ip else ""
+    keys = [(f"login:pair:{_email_digest(email)}:{ip}", "LOGIN_MAX_FAILURES")]
+    if ip:
+        keys.append((f"login:ip:{ip}", "LOGIN_MAX_FAILURES_PER_IP"))
     return keys
+
+
+def _account_failures_key(email):
+    return f"login:email:{_email_digest(email)}"
+
+
+def captcha_configured():
+    from crm_app.integrations.captcha import CaptchaSettings
+
+    return not CaptchaSettings.from_config(current_app.config).missing_fields()
 
 
 def check_login_throttle(email, client):
@@ -184,17 +204,32 @@ def check_login_throttle(email, client):
             raise TooManyRequests(retry_after)
 
 
+def login_captcha_required(email):
+    """Captcha on every sign-in, or for an account that failed too often from anywhere."""
+    if current_app.config["CAPTCHA_ENABLED"]:
+        return True
+    count, _ = runtime().counters.get(_account_failures_key(email))
+    return count >= current_app.config["LOGIN_CAPTCHA_AFTER_FAILURES"] and captcha_configured()
+
+
 def record_login_failure(email, client):
     counters = runtime().counters
     window = current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"]
     for key, _ in _login_throttle_keys(email, client):
         counters.hit(key, window)
+    counters.hit(_account_failures_key(email), window)
+
+
+def reset_login_failures(email, client):
+    counters = runtime().counters
+    counters.reset(_login_throttle_keys(email, client)[0][0])
+    counters.reset(_account_failures_key(email))
 
 
 def login(email, password, client, captcha=None):
     """Check throttles, captcha and password; answer tokens and the user."""
     check_login_throttle(email, client)
-    if current_app.config["CAPTCHA_ENABLED"]:
+    if login_captcha_required(email):
         check_captcha_headers(captcha or {}, client)
 
     user = find_user_by_email(email)
@@ -219,7 +254,7 @@ def login(email, password, client, captcha=None):
         db.session.commit()
         raise Forbidden(code="user_disabled")
 
-    runtime().counters.reset(_login_throttle_keys(email, client)[0][0])
+    reset_login_failures(email, client)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_login_at = utcnow()
@@ -330,9 +365,7 @@ def change_password(user, old_password, new_password, client, email_code=None):
         )
         db.session.commit()
         raise ValidationFailed(code="wrong_old_password", errors={"old_password": ["The current password is wrong."]})
-    passwords.check_password_policy(
-        new_password, field="new_password", email=user.email, old_password=old_password
-    )
+    passwords.check_password_policy(new_password, field="new_password", email=user.email, old_password=old_password)
     if email_code_required("password_change"):
         consume_email_code(user.email, "password_change", email_code)
     user.password_hash = passwords.hash_password(new_password)
