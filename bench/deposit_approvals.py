@@ -76,7 +76,9 @@ def run(args):
         )
         flask = [sys.executable, "-m", "flask"]
         subprocess.run([*flask, "db", "upgrade"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
-        subprocess.run([*flask, "seed-demo"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+        # A throwaway database: seeded as a development one, with the published demo logins.
+        seed_env = {**env, "APP_ENV": "development"}
+        subprocess.run([*flask, "seed-demo"], cwd=PROJECT_ROOT, env=seed_env, check=True, capture_output=True)
         logs = open(Path(tmp) / "servers.log", "wb")  # noqa: SIM115 - closed with the servers
         sim = subprocess.Popen(
             [*flask, "mt-sim", "--host", "127.0.0.1", "--port", str(sim_port)],

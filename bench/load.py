@@ -662,7 +662,7 @@ def main(argv=None):
             env["REDIS_URL"] = redis_url
         print("release: flask db upgrade; flask seed-demo", flush=True)
         flask(env, "db", "upgrade")
-        flask(env, "seed-demo")
+        flask({**env, "APP_ENV": "development"}, "seed-demo")  # a throwaway database: the published demo logins
         commands = procfile_commands(args, web_port, sim_port)
         base, sim_base = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}"
         with procfile_processes(commands, env, log_dir) as processes:

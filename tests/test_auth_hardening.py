@@ -289,3 +289,57 @@ def test_an_admin_cannot_create_a_user_with_a_common_password(client, factory):
 
     assert_error(response, 422, "password_common", ["password"])
     assert count(User, User.email_key == "staff@example.test") == 0
+
+
+# -- #12 flask seed-demo in production --------------------------------------------------------
+
+
+def seed_demo(app, *args):
+    with app.app_context():
+        return app.test_cli_runner().invoke(args=["seed-demo", *args])
+
+
+def test_seed_demo_refuses_production_without_allow_production(app, ctx, monkeypatch):
+    """Before: it created admin@demo.local with the README's password on a live broker."""
+    monkeypatch.setitem(app.config, "APP_ENV", "production")
+
+    result = seed_demo(app)
+
+    assert result.exit_code != 0
+    assert "APP_ENV=production" in result.output and "--allow-production" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert count(User) == 0
+
+
+def test_seed_demo_in_production_generates_the_admin_password_and_shows_it_once(app, client, monkeypatch):
+    import re
+
+    from crm_app.demo import DEMO_ADMIN, DEMO_CLIENT, DEMO_PASSWORD
+
+    monkeypatch.setitem(app.config, "APP_ENV", "production")
+
+    result = seed_demo(app, "--allow-production")
+
+    assert result.exit_code == 0, result.output
+    admin_password = re.search(rf"{re.escape(DEMO_ADMIN[0])} / (\S+)", result.output).group(1)
+    client_password = re.search(rf"{re.escape(DEMO_CLIENT)} / (\S+)", result.output).group(1)
+    assert admin_password != DEMO_ADMIN[1] and client_password != DEMO_PASSWORD
+    assert DEMO_ADMIN[1] not in result.output and DEMO_PASSWORD not in result.output
+    assert login(client, DEMO_ADMIN[0], DEMO_ADMIN[1]).status_code == 401
+    assert login(client, DEMO_ADMIN[0], admin_password).status_code == 200
+    assert login(client, DEMO_CLIENT, client_password).status_code == 200
+
+    again = seed_demo(app, "--allow-production")
+    assert again.exit_code == 0, again.output
+    assert admin_password not in again.output and "password unchanged" in again.output
+    assert login(client, DEMO_ADMIN[0], admin_password).status_code == 200
+
+
+def test_seed_demo_outside_production_keeps_the_published_demo_logins(app, client):
+    from crm_app.demo import DEMO_ADMIN
+
+    result = seed_demo(app)
+
+    assert result.exit_code == 0, result.output
+    assert f"{DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}" in result.output
+    assert login(client, *DEMO_ADMIN).status_code == 200

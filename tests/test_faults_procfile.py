@@ -510,7 +510,7 @@ def inject(stack, what):
 @pytest.mark.faults
 def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
     base = stack.base_url
-    admin = Api(base, "admin@demo.local", "Admin-Lighthouse-71")
+    admin = Api(base, "admin@demo.local", stack.demo_passwords["admin@demo.local"])
     admin.login()
     answer = admin.send(
         "PUT", "/api/v1/admin/config/broker", {"email_code_required": {"withdrawal": False, "transfer": False}}
