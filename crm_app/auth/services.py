@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
-from crm_app.auth import passwords
+from crm_app.auth import otp, passwords
 from crm_app.auth.models import AuthSession, EmailCode, User
 from crm_app.auth.tree import add_tree_node
 from crm_app.broker.services import email_code_required
@@ -60,7 +60,12 @@ def start_session(user, client):
 
 
 def token_claims(user, session):
-    return {"sid": session.id, "ver": user.token_version, "utype": user.user_type}
+    claims = {"sid": session.id, "ver": user.token_version, "utype": user.user_type}
+    if otp.must_enrol(user):
+        # The broker requires TOTP of admins: until this one turns it on, the token opens
+        # only the enrolment routes (and logout); see `Blueprint.login_required`.
+        claims["otp_enrol"] = True
+    return claims
 
 
 def issue_tokens(user, session):
@@ -226,8 +231,8 @@ def reset_login_failures(email, client):
     counters.reset(_account_failures_key(email))
 
 
-def login(email, password, client, captcha=None):
-    """Check throttles, captcha and password; answer tokens and the user."""
+def login(email, password, client, captcha=None, otp_code=None):
+    """Check throttles, captcha, password and TOTP code; answer tokens and the user."""
     check_login_throttle(email, client)
     if login_captcha_required(email):
         check_captcha_headers(captcha or {}, client)
@@ -253,6 +258,23 @@ def login(email, password, client, captcha=None):
         )
         db.session.commit()
         raise Forbidden(code="user_disabled")
+    try:
+        otp.check_login_code(user, otp_code, client)
+    except ValidationFailed as exc:
+        # A missing or wrong code counts like a wrong password: the code is not guessed
+        # faster than the password was.
+        db.session.rollback()
+        record_login_failure(email, client)
+        record_audit_log(
+            "auth.login_failed",
+            actor=user,
+            client=client,
+            target_type="user",
+            target_id=user.id,
+            details={"email": email[:254], "reason": exc.code},
+        )
+        db.session.commit()
+        raise
 
     reset_login_failures(email, client)
     if passwords.needs_rehash(user.password_hash):
