@@ -368,4 +368,5 @@ def test_two_factor_errors_are_translated(client, factory, language, text):
         LOGIN, json={"email": user.email, "password": PASSWORD, "otp_code": "x"}, headers={"Accept-Language": language}
     )
 
-    assert text in assert_error(response, 422, "otp_invalid")["message"]
+    body = assert_error(response, 422, "otp_invalid")
+    assert text in body["message"] and text in body["errors"]["otp_code"][0]

@@ -131,6 +131,10 @@ FIELD_MESSAGE_KEYS = {
     "This password is too easy to guess; try a longer phrase of unrelated words.": "password_guessable",
     "The password must not be your email address.": "password_equals_email",
     "The new password must differ from the current one.": "password_reused",
+    # Two-factor sign-in (crm_app/auth/otp.py)
+    "Wrong or already used code.": "otp_invalid",
+    "A code from your authenticator app.": "otp_required",
+    "The password is wrong.": "wrong_password",
 }
 
 
