@@ -17,10 +17,10 @@ from tests.support.factory import PASSWORD
 from tests.test_security_matrix import ROUTES
 
 LOGIN = "/api/v1/auth/login"
-STATUS = "/api/v1/auth/otp"
-SETUP = "/api/v1/auth/otp/setup"
-CONFIRM = "/api/v1/auth/otp/confirm"
-DISABLE = "/api/v1/auth/otp/disable"
+STATUS = "/api/v1/auth/2fa"
+SETUP = "/api/v1/auth/2fa/setup"
+CONFIRM = "/api/v1/auth/2fa/confirm"
+DISABLE = "/api/v1/auth/2fa"
 REFRESH = "/api/v1/auth/refresh"
 STEP = 30
 
@@ -235,22 +235,22 @@ def test_disable_needs_the_password_and_a_code(client, factory, wide_window):
     headers = factory.headers(client, user)
     secret, codes = enrol(client, headers)
 
-    wrong_password = client.post(
+    wrong_password = client.delete(
         DISABLE, json={"password": "Wrong-Password-73", "otp_code": code_at(secret, 1)}, headers=headers
     )
     assert_error(wrong_password, 422, "wrong_password", ["password"])
-    wrong_code = client.post(DISABLE, json={"password": PASSWORD, "otp_code": "nope"}, headers=headers)
+    wrong_code = client.delete(DISABLE, json={"password": PASSWORD, "otp_code": "nope"}, headers=headers)
     assert_error(wrong_code, 422, "otp_invalid", ["otp_code"])
     assert_error(login(client, user.email), 422, "otp_required")
 
-    done = client.post(DISABLE, json={"password": PASSWORD, "otp_code": code_at(secret, 1)}, headers=headers)
-    assert done.status_code == 200, done.get_json()
+    done = client.delete(DISABLE, json={"password": PASSWORD, "otp_code": code_at(secret, 1)}, headers=headers)
+    assert done.status_code == 204, done.get_json()
     assert "auth.otp_disabled" in audit_actions(user.id)
     assert login(client, user.email).status_code == 200
     db.session.rollback()
     assert db.session.get(UserOtp, user.id) is None
     assert db.session.scalars(select(OtpRecoveryCode).where(OtpRecoveryCode.user_id == user.id)).all() == []
-    again = client.post(DISABLE, json={"password": PASSWORD, "otp_code": codes[0]}, headers=headers)
+    again = client.delete(DISABLE, json={"password": PASSWORD, "otp_code": codes[0]}, headers=headers)
     assert_error(again, 409, "otp_not_enabled")
 
 
@@ -259,9 +259,9 @@ def test_disable_with_a_recovery_code(client, factory):
     headers = factory.headers(client, user)
     _, codes = enrol(client, headers)
 
-    response = client.post(DISABLE, json={"password": PASSWORD, "otp_code": codes[3]}, headers=headers)
+    response = client.delete(DISABLE, json={"password": PASSWORD, "otp_code": codes[3]}, headers=headers)
 
-    assert response.status_code == 200, response.get_json()
+    assert response.status_code == 204, response.get_json()
     assert login(client, user.email).status_code == 200
 
 
@@ -287,9 +287,9 @@ def test_the_setting_defaults_off_and_is_not_public(client, factory):
 
 def enrolment_only_routes():
     allowed = {
-        "GET /api/v1/auth/otp",
-        "POST /api/v1/auth/otp/setup",
-        "POST /api/v1/auth/otp/confirm",
+        "GET /api/v1/auth/2fa",
+        "POST /api/v1/auth/2fa/setup",
+        "POST /api/v1/auth/2fa/confirm",
         "POST /api/v1/auth/logout",
         "GET /api/v1/auth/permissions",
     }
@@ -354,7 +354,7 @@ def test_an_enrolment_only_token_cannot_disable_or_skip(client, factory):
     admin = factory.admin()
     headers = bearer(login(client, admin.email).get_json()["token"])
 
-    response = client.post(DISABLE, json={"password": PASSWORD, "otp_code": "123456"}, headers=headers)
+    response = client.delete(DISABLE, json={"password": PASSWORD, "otp_code": "123456"}, headers=headers)
 
     assert_error(response, 403, "otp_enrolment_required")
 

@@ -132,7 +132,7 @@ def confirm_enrolment(user, code, client):
     if row is not None and row.enabled_at is not None:
         raise Conflict(code="otp_already_enabled")
     if row is None:
-        raise ValidationFailed(code="otp_not_started", errors={"otp_code": ["Start with POST /auth/otp/setup."]})
+        raise ValidationFailed(code="otp_not_started", errors={"otp_code": ["Start with POST /auth/2fa/setup."]})
     step = _matching_step(row, code)
     if step is None:
         raise otp_invalid()

@@ -161,17 +161,8 @@ class Menus(MethodView):
         return jsonify({"list": menu_tree(current_user.user_type)})
 
 
-@blp.route("/auth/otp")
-class OtpStatus(MethodView):
-    @blp.login_required(otp_enrolment=True)
-    @blp.response(200, schemas.OtpStatusSchema)
-    def get(self):
-        """Two-factor sign-in: on, pending, or required of the caller"""
-        return otp.status(current_user)
-
-
-@blp.route("/auth/otp/setup")
-class OtpSetup(MethodView):
+@blp.route("/auth/2fa/setup")
+class TwoFactorSetup(MethodView):
     @blp.login_required(otp_enrolment=True)
     @blp.response(200, schemas.OtpSetupAnswerSchema)
     @blp.error_responses(409)
@@ -184,8 +175,8 @@ class OtpSetup(MethodView):
         return otp.start_enrolment(current_user, client_info_from_request())
 
 
-@blp.route("/auth/otp/confirm")
-class OtpConfirm(MethodView):
+@blp.route("/auth/2fa/confirm")
+class TwoFactorConfirm(MethodView):
     @blp.login_required(otp_enrolment=True)
     @blp.arguments(schemas.OtpConfirmSchema)
     @blp.response(200, schemas.OtpRecoveryCodesSchema)
@@ -199,13 +190,18 @@ class OtpConfirm(MethodView):
         return otp.confirm_enrolment(current_user, body["otp_code"], client_info_from_request())
 
 
-@blp.route("/auth/otp/disable")
-class OtpDisable(MethodView):
+@blp.route("/auth/2fa")
+class TwoFactor(MethodView):
+    @blp.login_required(otp_enrolment=True)
+    @blp.response(200, schemas.OtpStatusSchema)
+    def get(self):
+        """Two-factor sign-in: on, pending, or required of the caller"""
+        return otp.status(current_user)
+
     @blp.login_required()
     @blp.arguments(schemas.OtpDisableSchema)
-    @blp.response(200, EmptySchema)
+    @blp.response(204)
     @blp.error_responses(409)
-    def post(self, body):
-        """Turn two-factor sign-in off: the password and a current or recovery code"""
+    def delete(self, body):
+        """Remove two-factor sign-in: the password and a current or recovery code"""
         otp.disable(current_user, body["password"], body["otp_code"], client_info_from_request())
-        return {}
