@@ -385,7 +385,7 @@ def main(argv=None):
         print("release: flask db upgrade", flush=True)
         flask_command(env, "db", "upgrade")
         print("flask seed-demo", flush=True)
-        flask_command(env, "seed-demo")
+        flask_command({**env, "APP_ENV": "development"}, "seed-demo")  # a throwaway database: the published demo logins
 
         with tempfile.TemporaryDirectory() as log_dir:
             servers = [

@@ -490,7 +490,7 @@ def run(args, concurrency):
         print("release: flask db upgrade", flush=True)
         flask_command(env, "db", "upgrade")
         print(f"flask seed-demo (MT_SIMULATOR_URL={simulator_url})", flush=True)
-        flask_command(env, "seed-demo")
+        flask_command({**env, "APP_ENV": "development"}, "seed-demo")  # a throwaway database: the published demo logins
 
         web_port = free_port()
         web = Process(

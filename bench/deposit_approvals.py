@@ -76,7 +76,9 @@ def run(args):
         )
         flask = [sys.executable, "-m", "flask"]
         subprocess.run([*flask, "db", "upgrade"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
-        subprocess.run([*flask, "seed-demo"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+        # A throwaway database: seeded as a development one, with the published demo logins.
+        seed_env = {**env, "APP_ENV": "development"}
+        subprocess.run([*flask, "seed-demo"], cwd=PROJECT_ROOT, env=seed_env, check=True, capture_output=True)
         logs = open(Path(tmp) / "servers.log", "wb")  # noqa: SIM115 - closed with the servers
         sim = subprocess.Popen(
             [*flask, "mt-sim", "--host", "127.0.0.1", "--port", str(sim_port)],
@@ -123,8 +125,8 @@ def login(base, email, password):
 
 
 def measure(args, base):
-    client = login(base, "client@demo.local", "Demo12345")
-    admin = login(base, "admin@demo.local", "Admin12345")
+    client = login(base, "client@demo.local", "Demo-Harbor-2026")
+    admin = login(base, "admin@demo.local", "Admin-Lighthouse-71")
     types = requests.get(
         f"{base}/api/v1/client/trading-account-types?trading_platform=MT5", headers=client, timeout=30
     ).json()["list"]

@@ -40,7 +40,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 REDIS_OWNER_KEY = "crm:test-run-owner"  # the same claim the test suite makes: never two users of one db
-PASSWORD = "Bench12345"  # noqa: S105 - users of a throwaway database
+PASSWORD = "Bench-Granite-36"  # noqa: S105 - users of a throwaway database
 TRADE_PASSWORD = "Trade1234x"  # noqa: S105
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 IB_COUNT = 10
@@ -662,7 +662,7 @@ def main(argv=None):
             env["REDIS_URL"] = redis_url
         print("release: flask db upgrade; flask seed-demo", flush=True)
         flask(env, "db", "upgrade")
-        flask(env, "seed-demo")
+        flask({**env, "APP_ENV": "development"}, "seed-demo")  # a throwaway database: the published demo logins
         commands = procfile_commands(args, web_port, sim_port)
         base, sim_base = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}"
         with procfile_processes(commands, env, log_dir) as processes:

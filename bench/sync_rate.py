@@ -223,7 +223,7 @@ def main(argv=None):
         stack.callback(sim.stop)
         sim.start(sim_port)
         flask_command(env, "db", "upgrade")
-        flask_command(env, "seed-demo")
+        flask_command({**env, "APP_ENV": "development"}, "seed-demo")  # a throwaway database: the published demo logins
 
         os.environ.update(env)
         from crm_app import create_app

@@ -41,11 +41,26 @@ def create_admin_command(email, password, first_name, last_name):
 
 
 @click.command("seed-demo")
+@click.option(
+    "--allow-production",
+    is_flag=True,
+    help="Load the demo data even with APP_ENV=production (its users then get generated passwords).",
+)
 @with_appcontext
-def seed_demo_command():
+def seed_demo_command(allow_production):
     """Load the demo broker configuration (safe to run again)."""
+    from flask import current_app
+
     from crm_app.demo import seed_demo
 
-    summary = seed_demo()
+    production = current_app.config["APP_ENV"] == "production"
+    if production and not allow_production:
+        raise click.ClickException(
+            "Refusing to load demo data with APP_ENV=production: its users would have the published "
+            "demo passwords. Pass --allow-production to load it with generated passwords."
+        )
+    summary = seed_demo(generate_passwords=production)
     for line in summary:
         click.echo(line)
+    if production:
+        click.echo("These passwords are shown only now: keep them, or change them after signing in.")

@@ -152,6 +152,17 @@ def load_config(overrides=None):
         "LOGIN_MAX_FAILURES": env_int("LOGIN_MAX_FAILURES", 5),
         "LOGIN_FAILURE_WINDOW_SECONDS": env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
         "LOGIN_MAX_FAILURES_PER_IP": env_int("LOGIN_MAX_FAILURES_PER_IP", 30),
+        # Sign-in hardening. LOGIN_MAX_FAILURES locks one (account, address) pair; failures for
+        # one account from all addresses together past this ask for a captcha ticket (when
+        # captcha is configured) instead of locking the owner out.
+        "LOGIN_CAPTCHA_AFTER_FAILURES": env_int("LOGIN_CAPTCHA_AFTER_FAILURES", 10),
+        # Passwords: refuse those an attacker guesses in fewer than 10**this tries (0: no estimate)
+        "PASSWORD_MIN_GUESSES_LOG10": env_float("PASSWORD_MIN_GUESSES_LOG10", 8.0),
+        # TOTP two-factor: the issuer shown in authenticator apps, codes accepted either side
+        # of the current 30 s step, recovery codes handed out at enrolment
+        "OTP_ISSUER": env_str("OTP_ISSUER", "Forex broker CRM"),
+        "OTP_VALID_WINDOW": env_int("OTP_VALID_WINDOW", 1),
+        "OTP_RECOVERY_CODES": env_int("OTP_RECOVERY_CODES", 10),
         # Requests per user to each money route (deposit, submit, withdrawal, transfer) per window
         "MONEY_THROTTLE_MAX_REQUESTS": env_int("MONEY_THROTTLE_MAX_REQUESTS", 60),
         "MONEY_THROTTLE_WINDOW_SECONDS": env_int("MONEY_THROTTLE_WINDOW_SECONDS", 60),

@@ -3,15 +3,18 @@
 Later capabilities add their own demo data (trading servers, channels, rules) here.
 """
 
+import secrets
+
 from sqlalchemy import select
 
 from crm_app.broker.models import BrokerSetting, Currency, Menu, PermissionAction
 from crm_app.broker.services import DEFAULT_SETTINGS, deep_merge
 from crm_app.extensions import db
 
-# Demo credentials are public on purpose: they exist only in a demo database.
-DEMO_PASSWORD = "Demo12345"  # noqa: S105
-DEMO_ADMIN = ("admin@demo.local", "Admin12345")
+# Demo credentials are public on purpose: they exist only in a demo database (in
+# production `flask seed-demo --allow-production` generates passwords instead).
+DEMO_PASSWORD = "Demo-Harbor-2026"  # noqa: S105
+DEMO_ADMIN = ("admin@demo.local", "Admin-Lighthouse-71")
 DEMO_IB = "ib@demo.local"
 DEMO_CLIENT = "client@demo.local"
 
@@ -214,7 +217,8 @@ def ensure_user(email, password, user_type, parent=None, first_name="", last_nam
     from crm_app.auth.services import find_user_by_email
 
     user = find_user_by_email(email)
-    if user is None:
+    created = user is None
+    if created:
         user = create_user(
             {
                 "email": email,
@@ -227,10 +231,11 @@ def ensure_user(email, password, user_type, parent=None, first_name="", last_nam
             actor=None,
             client=None,
         )
-    return user
+    return user, created
 
 
-def seed_demo():
+def seed_demo(generate_passwords=False):
+    """Load the demo broker; `generate_passwords` gives its users random passwords."""
     upsert_setting("broker", BROKER)
     upsert_setting("login_page", LOGIN_PAGE)
     upsert_currencies()
@@ -251,12 +256,27 @@ def seed_demo():
 
     seed_rebates_demo()
 
-    admin = ensure_user(*DEMO_ADMIN, "admin", first_name="Demo", last_name="Admin")
-    ib = ensure_user(DEMO_IB, DEMO_PASSWORD, "ib", first_name="Iris", last_name="Broker")
-    client = ensure_user(DEMO_CLIENT, DEMO_PASSWORD, "client", parent=ib, first_name="Chris", last_name="Client")
+    if generate_passwords:
+        # Production: a password nobody has read in the README; shown once, below.
+        admin_password, user_password = generated_password(), generated_password()
+    else:
+        admin_password, user_password = DEMO_ADMIN[1], DEMO_PASSWORD
+    admin, admin_new = ensure_user(DEMO_ADMIN[0], admin_password, "admin", first_name="Demo", last_name="Admin")
+    ib, ib_new = ensure_user(DEMO_IB, user_password, "ib", first_name="Iris", last_name="Broker")
+    client, client_new = ensure_user(
+        DEMO_CLIENT, user_password, "client", parent=ib, first_name="Chris", last_name="Client"
+    )
+
+    def shown(password, created):
+        return password if created or not generate_passwords else "(existing user, password unchanged)"
+
     return [
         "Demo broker configuration loaded.",
-        f"  admin:  {admin.email} / {DEMO_ADMIN[1]}",
-        f"  IB:     {ib.email} / {DEMO_PASSWORD}  (referral code {ib.referral_code})",
-        f"  client: {client.email} / {DEMO_PASSWORD}",
+        f"  admin:  {admin.email} / {shown(admin_password, admin_new)}",
+        f"  IB:     {ib.email} / {shown(user_password, ib_new)}  (referral code {ib.referral_code})",
+        f"  client: {client.email} / {shown(user_password, client_new)}",
     ]
+
+
+def generated_password():
+    return secrets.token_urlsafe(18)

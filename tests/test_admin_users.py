@@ -249,7 +249,7 @@ def test_bad_search_parameters_are_422(api, admin_headers, query, field):
 def test_admin_creates_a_staff_user_who_can_sign_in(api, factory, admin, admin_headers):
     response = api.post(
         "/api/v1/admin/users",
-        json={"email": "Staff@Example.test", "password": "Staff1234", "user_type": "admin", "first_name": "Sam"},
+        json={"email": "Staff@Example.test", "password": "Staff-Orchid-64", "user_type": "admin", "first_name": "Sam"},
         headers=admin_headers,
     )
     body = response.get_json()
@@ -261,7 +261,7 @@ def test_admin_creates_a_staff_user_who_can_sign_in(api, factory, admin, admin_h
     assert committed_user(body["id"])["email_key"] == "staff@example.test"
     assert (body["id"], body["id"], 0) in tree_rows()
 
-    login = api.post("/api/v1/auth/login", json={"email": "staff@example.test", "password": "Staff1234"})
+    login = api.post("/api/v1/auth/login", json={"email": "staff@example.test", "password": "Staff-Orchid-64"})
     assert login.status_code == 200
     assert login.get_json()["user_info"]["user_type"] == "admin"
 
@@ -274,7 +274,7 @@ def test_admin_creates_a_staff_user_who_can_sign_in(api, factory, admin, admin_h
 def test_admin_creates_an_ib_which_gets_a_referral_code(api, admin_headers):
     response = api.post(
         "/api/v1/admin/users",
-        json={"email": "partner@example.test", "password": "Partner123", "user_type": "ib"},
+        json={"email": "partner@example.test", "password": "Partner-Cobalt-27", "user_type": "ib"},
         headers=admin_headers,
     )
     body = response.get_json()
@@ -289,7 +289,7 @@ def test_admin_creates_a_client_under_an_ib(api, factory, admin_headers):
     ib = factory.ib(parent=top)
     response = api.post(
         "/api/v1/admin/users",
-        json={"email": "c@example.test", "password": "Client123", "user_type": "client", "parent_ib_id": ib.id},
+        json={"email": "c@example.test", "password": "Client-Willow-85", "user_type": "client", "parent_ib_id": ib.id},
         headers=admin_headers,
     )
     body = response.get_json()
@@ -307,35 +307,52 @@ def test_duplicate_email_in_another_case_is_422_email_taken_and_writes_nothing(a
     before = counts()
     response = api.post(
         "/api/v1/admin/users",
-        json={"email": "TAKEN@Example.TEST", "password": "Passw0rd1", "user_type": "ib"},
+        json={"email": "TAKEN@Example.TEST", "password": "Quartz-Lantern-58", "user_type": "ib"},
         headers=admin_headers,
     )
     assert_error(response, 422, "email_taken", "email")
     assert counts() == before
 
 
-@pytest.mark.parametrize("password", ["short1", "lettersonly", "12345678901", ""])
-def test_weak_password_is_422_and_writes_nothing(api, admin_headers, password):
+@pytest.mark.parametrize(
+    "password, rule",
+    [
+        ("short1", "password_too_short"),
+        ("1234567890", "password_common"),
+        ("Welcome12345", "password_guessable"),
+        ("WEAK@example.test", "password_equals_email"),
+        ("", "password_too_short"),
+    ],
+)
+def test_weak_password_is_422_and_writes_nothing(api, admin_headers, password, rule):
     before = counts()
     response = api.post(
         "/api/v1/admin/users",
         json={"email": "weak@example.test", "password": password, "user_type": "client"},
         headers=admin_headers,
     )
-    assert_error(response, 422, "weak_password", "password")
+    assert_error(response, 422, rule, "password")
     assert counts() == before
 
 
 @pytest.mark.parametrize(
     "payload, code, field",
     [
-        ({"password": "Passw0rd1", "user_type": "client"}, "validation_error", "email"),
+        ({"password": "Quartz-Lantern-58", "user_type": "client"}, "validation_error", "email"),
         ({"email": "x@example.test", "user_type": "client"}, "validation_error", "password"),
-        ({"email": "x@example.test", "password": "Passw0rd1"}, "validation_error", "user_type"),
-        ({"email": "not-an-email", "password": "Passw0rd1", "user_type": "client"}, "validation_error", "email"),
-        ({"email": "x@example.test", "password": "Passw0rd1", "user_type": "root"}, "validation_error", "user_type"),
+        ({"email": "x@example.test", "password": "Quartz-Lantern-58"}, "validation_error", "user_type"),
         (
-            {"email": "x@example.test", "password": "Passw0rd1", "user_type": "client", "is_admin": True},
+            {"email": "not-an-email", "password": "Quartz-Lantern-58", "user_type": "client"},
+            "validation_error",
+            "email",
+        ),
+        (
+            {"email": "x@example.test", "password": "Quartz-Lantern-58", "user_type": "root"},
+            "validation_error",
+            "user_type",
+        ),
+        (
+            {"email": "x@example.test", "password": "Quartz-Lantern-58", "user_type": "client", "is_admin": True},
             "validation_error",
             "is_admin",
         ),
@@ -357,7 +374,7 @@ def test_create_under_a_parent_that_is_not_an_ib_is_422(api, factory, admin, adm
             "/api/v1/admin/users",
             json={
                 "email": "kid@example.test",
-                "password": "Passw0rd1",
+                "password": "Quartz-Lantern-58",
                 "user_type": "client",
                 "parent_ib_id": parent_id,
             },
@@ -372,7 +389,12 @@ def test_staff_user_cannot_have_a_parent_ib(api, factory, admin_headers):
     before = counts()
     response = api.post(
         "/api/v1/admin/users",
-        json={"email": "staff2@example.test", "password": "Passw0rd1", "user_type": "admin", "parent_ib_id": ib.id},
+        json={
+            "email": "staff2@example.test",
+            "password": "Quartz-Lantern-58",
+            "user_type": "admin",
+            "parent_ib_id": ib.id,
+        },
         headers=admin_headers,
     )
     assert_error(response, 422, "invalid_parent_ib", "parent_ib_id")
@@ -478,7 +500,12 @@ def test_promoting_a_client_to_ib_generates_a_referral_code(api, factory, admin_
     # The new IB can take clients at once, and its code is an invitation.
     kid = api.post(
         "/api/v1/admin/users",
-        json={"email": "kid@example.test", "password": "Passw0rd1", "user_type": "client", "parent_ib_id": user.id},
+        json={
+            "email": "kid@example.test",
+            "password": "Quartz-Lantern-58",
+            "user_type": "client",
+            "parent_ib_id": user.id,
+        },
         headers=admin_headers,
     )
     assert kid.status_code == 201, kid.get_json()
@@ -541,7 +568,7 @@ def test_refused_promotion_with_a_bad_parent_changes_nothing(api, factory, admin
     "payload, field",
     [
         ({"email": "new@example.test"}, "email"),
-        ({"password": "Passw0rd1"}, "password"),
+        ({"password": "Quartz-Lantern-58"}, "password"),
         ({"referral_code": "ABCDEFGH"}, "referral_code"),
         ({"token_version": 5}, "token_version"),
         ({"status": "banned"}, "status"),
@@ -816,7 +843,7 @@ def test_audit_log_records_logins_and_user_changes_with_actor_ip_and_agent(api, 
     headers = {"Authorization": f"Bearer {login.get_json()['token']}", "User-Agent": UA}
     created = api.post(
         "/api/v1/admin/users",
-        json={"email": "new@example.test", "password": "Passw0rd1", "user_type": "client"},
+        json={"email": "new@example.test", "password": "Quartz-Lantern-58", "user_type": "client"},
         headers=headers,
     ).get_json()
     api.patch(f"/api/v1/admin/users/{created['id']}", json={"status": "disabled"}, headers=headers)

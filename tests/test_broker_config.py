@@ -265,7 +265,8 @@ def test_admin_edits_only_the_broker_fields_it_sends(api, admin_headers):
         "broker_name_i18n": {**before["broker_name_i18n"], "en": "New Markets"},
         "email_code_required": {**before["email_code_required"], "withdrawal": False},
     }
-    assert body == expected
+    # The admin's answer also shows the security switch the public document leaves out.
+    assert body == {**expected, "require_admin_otp": False}
     assert api.get("/api/v1/config/broker").get_json() == expected
     assert stored_setting("broker")["broker_name_i18n"]["zh-CN"] == "演示金融有限公司"
 

@@ -316,7 +316,7 @@ def test_code_works_only_for_its_own_email_and_scene(client, factory, smtp_sink,
 
     change = client.post(
         "/api/v1/auth/password",
-        json={"old_password": PASSWORD, "new_password": "N3wSecret99", "email_code": withdrawal_code},
+        json={"old_password": PASSWORD, "new_password": "New-Secret-Pine-99", "email_code": withdrawal_code},
         headers=factory.headers(client, user),
     )
     assert_error(change, 422, "email_code_invalid", ["email_code"])

@@ -213,10 +213,16 @@ def new_client(base, admin, index):
     created = admin.send(
         "POST",
         "/api/v1/admin/users",
-        {"email": email, "password": "Client12345", "user_type": "client", "first_name": "Faye", "last_name": "Client"},
+        {
+            "email": email,
+            "password": "Client-Meadow-93",
+            "user_type": "client",
+            "first_name": "Faye",
+            "last_name": "Client",
+        },
     )
     assert ok(created), created and created.text
-    api = Api(base, email, "Client12345")
+    api = Api(base, email, "Client-Meadow-93")
     api.login()
     accounts = [open_demo_account(api), open_demo_account(api)]
     receipt = api.send("POST", "/api/v1/uploads", files={"file": ("receipt.png", io.BytesIO(PNG), "image/png")})
@@ -504,7 +510,7 @@ def inject(stack, what):
 @pytest.mark.faults
 def test_money_is_exact_after_database_redis_worker_and_trading_faults(stack):
     base = stack.base_url
-    admin = Api(base, "admin@demo.local", "Admin12345")
+    admin = Api(base, "admin@demo.local", stack.demo_passwords["admin@demo.local"])
     admin.login()
     answer = admin.send(
         "PUT", "/api/v1/admin/config/broker", {"email_code_required": {"withdrawal": False, "transfer": False}}

@@ -127,7 +127,7 @@ class World:
             user = create_user(
                 {
                     "email": f"fuzz-{role}-{next(SERIAL)}@example.test",
-                    "password": "Passw0rd1",
+                    "password": "Quartz-Lantern-58",
                     "user_type": role,
                     "parent_ib_id": self.user_ids["ib"] if role == "client" else None,
                 },
@@ -213,7 +213,7 @@ def world(app, sim, smtp_sink):
             user = create_user(
                 {
                     "email": f"fuzz-{role}@example.test",
-                    "password": "Passw0rd1",
+                    "password": "Quartz-Lantern-58",
                     "user_type": role,
                     "parent_ib_id": world.user_ids["ib"] if role == "client" else None,
                 },

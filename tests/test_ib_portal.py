@@ -168,7 +168,7 @@ def test_registering_with_the_profiles_code_puts_the_client_under_that_ib(client
     code = get(client, tree["headers"]["sam"], "/api/v1/ib/profile")["ReferralCode"]
     response = client.post(
         "/api/v1/auth/register",
-        json={"email": "newbie@example.test", "password": "Passw0rd1", "invite_code": code.lower()},
+        json={"email": "newbie@example.test", "password": "Quartz-Lantern-58", "invite_code": code.lower()},
     )
     assert response.status_code in (200, 201), response.get_json()
     newbie_id = response.get_json()["user_info"]["id"]

@@ -351,7 +351,7 @@ def junk_json_bodies():
     # Plausible bodies with one field wrong.
     good = {
         "email": "junk@example.test",
-        "password": "Passw0rd1",
+        "password": "Quartz-Lantern-58",
         "scene": "register",
         "received_at": 1,
         "app_id": 1,
@@ -364,7 +364,7 @@ def junk_json_bodies():
             bodies.append({**good, field: value})
     nested = {}
     for _ in range(200):
-        nested = {"email": [nested], "password": "Passw0rd1"}
+        nested = {"email": [nested], "password": "Quartz-Lantern-58"}
     bodies.append(nested)
     return bodies
 

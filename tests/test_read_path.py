@@ -56,7 +56,7 @@ def test_a_refused_write_by_the_caller_changes_nothing(app, client, factory):
     headers = factory.headers(client, user)
     response = client.post(
         "/api/v1/auth/password",
-        json={"old_password": "wrong-password-1", "new_password": "Another123"},
+        json={"old_password": "wrong-password-1", "new_password": "Another-Copper-12"},
         headers=headers,
     )
     assert response.status_code == 422 and response.get_json()["code"] == "wrong_old_password"

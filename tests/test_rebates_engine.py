@@ -224,7 +224,7 @@ def test_the_engine_runs_on_sqlite_for_the_demo(tmp_path):
         upgrade()
         users = {}
         for name, user_type, parent in (("ivy", "ib", None), ("sam", "ib", "ivy"), ("carol", "client", "sam")):
-            values = {"email": f"{name}@example.test", "password": "Passw0rd1", "user_type": user_type}
+            values = {"email": f"{name}@example.test", "password": "Quartz-Lantern-58", "user_type": user_type}
             values["parent_ib_id"] = users[parent].id if parent else None
             users[name] = create_user(values, actor=None, client=None)
         book = {"people": {"Carol": users["carol"], "Sam": users["sam"]}}

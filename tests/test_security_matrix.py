@@ -150,6 +150,10 @@ ROUTES = [
     # Beyond the seed
     Route("POST", "/api/v1/auth/refresh", REFRESH),
     Route("POST", "/api/v1/auth/logout", ANY),
+    Route("GET", "/api/v1/auth/2fa", ANY),
+    Route("POST", "/api/v1/auth/2fa/setup", ANY),
+    Route("POST", "/api/v1/auth/2fa/confirm", ANY, body="json"),
+    Route("DELETE", "/api/v1/auth/2fa", ANY, body="json"),
     Route("GET", "/api/v1/exports/{export_id}", ANY, params={"export_id": "export"}),
     Route(
         "GET",

@@ -39,8 +39,8 @@ def sqlite_app(tmp_path_factory):
     application.test_client_class = IsolatedClient
     with application.app_context():
         upgrade()
-        create_user({"email": "first@example.test", "password": "Passw0rd1", "user_type": "client"}, None, None)
-        create_user({"email": "boss@example.test", "password": "Passw0rd1", "user_type": "admin"}, None, None)
+        create_user({"email": "first@example.test", "password": "Quartz-Lantern-58", "user_type": "client"}, None, None)
+        create_user({"email": "boss@example.test", "password": "Quartz-Lantern-58", "user_type": "admin"}, None, None)
     return application
 
 
@@ -48,7 +48,9 @@ def sqlite_app(tmp_path_factory):
 @pytest.mark.parametrize("email", ["first@example.test", "boss@example.test"])
 def test_every_report_exports_on_sqlite(sqlite_app, report, email):
     client = sqlite_app.test_client()
-    token = client.post("/api/v1/auth/login", json={"email": email, "password": "Passw0rd1"}).get_json()["token"]
+    token = client.post("/api/v1/auth/login", json={"email": email, "password": "Quartz-Lantern-58"}).get_json()[
+        "token"
+    ]
     headers = {"Authorization": f"Bearer {token}"}
     started = client.post(f"/api/v1/reports/{report}/export", headers=headers, json=REPORTS[report])
     assert started.status_code == 200, started.get_json()

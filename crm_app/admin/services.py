@@ -129,7 +129,7 @@ def create_user(values, actor, client):
     from crm_app.auth.tree import add_tree_node
 
     check_email_address(values["email"])
-    passwords.check_password_policy(values["password"])
+    passwords.check_password_policy(values["password"], email=values["email"])
     if find_user_by_email(values["email"]) is not None:
         raise email_taken_error()
     parent = get_ib(values["parent_ib_id"]) if values.get("parent_ib_id") else None

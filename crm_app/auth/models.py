@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_app.common.timeutil import utcnow
@@ -92,3 +92,28 @@ class EmailCode(db.Model):
     closed_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ix_email_codes_lookup", "email_key", "scene", "created_at"),)
+
+
+class UserOtp(db.Model):
+    """A user's TOTP (RFC 6238) second factor: pending until a first code confirms it."""
+
+    __tablename__ = "user_otp"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # Encrypted at rest (common/crypto.py): a database dump does not give the codes away.
+    secret_encrypted: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    enabled_at: Mapped[datetime | None] = mapped_column()
+    # The 30 s step of the last code accepted: a code is good once (no replay in its window).
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class OtpRecoveryCode(db.Model):
+    """One-time codes handed out at enrolment, for a lost authenticator (kept hashed)."""
+
+    __tablename__ = "otp_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column()

@@ -5,7 +5,7 @@ from flask.views import MethodView
 from flask_jwt_extended import current_user as refresh_token_user
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
-from crm_app.auth import schemas, services
+from crm_app.auth import otp, schemas, services
 from crm_app.broker.services import menu_tree, permissions_for
 from crm_app.common.api import Blueprint, current_token_claims, current_user
 from crm_app.common.context import client_info_from_request
@@ -28,11 +28,17 @@ class Login(MethodView):
         """登录 Sign in
 
         When captcha is enabled, the Tencent captcha ticket goes in `Captcha-Token`
-        and its random string in `Captcha-Randstr`. Failed attempts are throttled
-        per email and per IP (429 with `Retry-After`).
+        and its random string in `Captcha-Randstr`; it is also asked for (422
+        `captcha_required`) after repeated failures for one account from several
+        addresses. Failed attempts are throttled per (email, address) pair and per
+        address (429 with `Retry-After`). A user with two-factor sign-in on sends
+        `otp_code` too: missing is 422 `otp_required`, wrong or reused 422 `otp_invalid`,
+        and both count as failed attempts.
         """
         captcha = {"ticket": headers.get("captcha_token"), "randstr": headers.get("captcha_randstr")}
-        user, tokens = services.login(body["email"], body["password"], client_info_from_request(), captcha)
+        user, tokens = services.login(
+            body["email"], body["password"], client_info_from_request(), captcha, otp_code=body.get("otp_code")
+        )
         return token_answer(user, tokens)
 
 
@@ -69,7 +75,7 @@ class Refresh(MethodView):
 
 @blp.route("/auth/logout")
 class Logout(MethodView):
-    @blp.login_required()
+    @blp.login_required(otp_enrolment=True)
     @blp.response(204)
     def post(self):
         """Sign out: revoke this sign-in's access and refresh tokens"""
@@ -128,7 +134,7 @@ class CaptchaVerify(MethodView):
 
 @blp.route("/auth/permissions")
 class Permissions(MethodView):
-    @blp.login_required()
+    @blp.login_required(otp_enrolment=True)
     @blp.response(200, schemas.PermissionsSchema)
     def get(self):
         """The caller's `actions` map and `menus` tree"""
@@ -153,3 +159,49 @@ class Menus(MethodView):
         # Every page load asks for it: the tree is built as plain JSON values in the
         # documented shape already (a test compares it with the schema's dump).
         return jsonify({"list": menu_tree(current_user.user_type)})
+
+
+@blp.route("/auth/2fa/setup")
+class TwoFactorSetup(MethodView):
+    @blp.login_required(otp_enrolment=True)
+    @blp.response(200, schemas.OtpSetupAnswerSchema)
+    @blp.error_responses(409)
+    def post(self):
+        """Start two-factor enrolment: a TOTP secret, its `otpauth://` URI and QR code
+
+        Asking again before confirming replaces the secret. 409 `otp_already_enabled`
+        once it is on.
+        """
+        return otp.start_enrolment(current_user, client_info_from_request())
+
+
+@blp.route("/auth/2fa/confirm")
+class TwoFactorConfirm(MethodView):
+    @blp.login_required(otp_enrolment=True)
+    @blp.arguments(schemas.OtpConfirmSchema)
+    @blp.response(200, schemas.OtpRecoveryCodesSchema)
+    @blp.error_responses(409)
+    def post(self, body):
+        """Turn two-factor sign-in on with a first code; answers the recovery codes once
+
+        An admin whose token could reach only these routes gets a full one from
+        `POST /auth/refresh` or a new sign-in.
+        """
+        return otp.confirm_enrolment(current_user, body["otp_code"], client_info_from_request())
+
+
+@blp.route("/auth/2fa")
+class TwoFactor(MethodView):
+    @blp.login_required(otp_enrolment=True)
+    @blp.response(200, schemas.OtpStatusSchema)
+    def get(self):
+        """Two-factor sign-in: on, pending, or required of the caller"""
+        return otp.status(current_user)
+
+    @blp.login_required()
+    @blp.arguments(schemas.OtpDisableSchema)
+    @blp.response(204)
+    @blp.error_responses(409)
+    def delete(self, body):
+        """Remove two-factor sign-in: the password and a current or recovery code"""
+        otp.disable(current_user, body["password"], body["otp_code"], client_info_from_request())

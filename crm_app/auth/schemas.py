@@ -9,6 +9,11 @@ Email = lambda **kw: fields.Email(validate=validate.Length(max=254), **kw)  # no
 class LoginSchema(Schema):
     email = Email(required=True)
     password = fields.String(required=True, validate=validate.Length(min=1, max=128), load_only=True)
+    otp_code = fields.String(
+        validate=validate.Length(max=32),
+        load_only=True,
+        metadata={"description": "For a user with two-factor sign-in on: a 6-digit TOTP code or a recovery code"},
+    )
 
 
 class CaptchaHeadersSchema(Schema):
@@ -106,3 +111,39 @@ class PermissionsSchema(Schema):
 
 class MenuListSchema(Schema):
     list = fields.List(fields.Nested(MenuSchema))
+
+
+OtpCode = lambda **kw: fields.String(  # noqa: E731
+    validate=validate.Length(min=1, max=32),
+    load_only=True,
+    metadata={"description": "A 6-digit code from the authenticator app (or, where said, a recovery code)"},
+    **kw,
+)
+
+
+class OtpStatusSchema(Schema):
+    enabled = fields.Boolean(metadata={"description": "Two-factor sign-in is on"})
+    pending = fields.Boolean(metadata={"description": "Set up, waiting for a first code to confirm it"})
+    recovery_codes_left = fields.Integer()
+    required = fields.Boolean(metadata={"description": "The broker requires it of this user (admins)"})
+
+
+class OtpSetupAnswerSchema(Schema):
+    secret = fields.String(metadata={"description": "Base32 secret, for typing into the app by hand"})
+    otpauth_uri = fields.String(metadata={"description": "`otpauth://totp/...` URI (RFC 6238, SHA-1, 6 digits, 30 s)"})
+    qr_png_base64 = fields.String(metadata={"description": "The URI as a QR code: a PNG image, base64-encoded"})
+
+
+class OtpConfirmSchema(Schema):
+    otp_code = OtpCode(required=True)
+
+
+class OtpRecoveryCodesSchema(Schema):
+    recovery_codes = fields.List(
+        fields.String(), metadata={"description": "One-time codes for a lost authenticator: shown only this once"}
+    )
+
+
+class OtpDisableSchema(Schema):
+    password = fields.String(required=True, validate=validate.Length(min=1, max=128), load_only=True)
+    otp_code = OtpCode(required=True)

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
-from crm_app.auth import passwords
+from crm_app.auth import otp, passwords
 from crm_app.auth.models import AuthSession, EmailCode, User
 from crm_app.auth.tree import add_tree_node
 from crm_app.broker.services import email_code_required
@@ -60,7 +60,12 @@ def start_session(user, client):
 
 
 def token_claims(user, session):
-    return {"sid": session.id, "ver": user.token_version, "utype": user.user_type}
+    claims = {"sid": session.id, "ver": user.token_version, "utype": user.user_type}
+    if otp.must_enrol(user):
+        # The broker requires TOTP of admins: until this one turns it on, the token opens
+        # only the enrolment routes (and logout); see `Blueprint.login_required`.
+        claims["otp_enrol"] = True
+    return claims
 
 
 def issue_tokens(user, session):
@@ -169,11 +174,31 @@ def ensure_enabled(user):
 # Login ----------------------------------------------------------------------
 
 
+def _email_digest(email):
+    return hashlib.sha256(email_key(email).encode()).hexdigest()
+
+
 def _login_throttle_keys(email, client):
-    keys = [(f"login:email:{hashlib.sha256(email_key(email).encode()).hexdigest()}", "LOGIN_MAX_FAILURES")]
-    if client and client.ip:
-        keys.append((f"login:ip:{client.ip}", "LOGIN_MAX_FAILURES_PER_IP"))
+    """The counters that lock: one (account, address) pair, and one address for all accounts.
+
+    An account's failures from every address together never lock it (anyone could lock
+    its owner out); they ask for a captcha instead (`_account_failures_key`).
+    """
+    ip = client.ip if client and client.ip else ""
+    keys = [(f"login:pair:{_email_digest(email)}:{ip}", "LOGIN_MAX_FAILURES")]
+    if ip:
+        keys.append((f"login:ip:{ip}", "LOGIN_MAX_FAILURES_PER_IP"))
     return keys
+
+
+def _account_failures_key(email):
+    return f"login:email:{_email_digest(email)}"
+
+
+def captcha_configured():
+    from crm_app.integrations.captcha import CaptchaSettings
+
+    return not CaptchaSettings.from_config(current_app.config).missing_fields()
 
 
 def check_login_throttle(email, client):
@@ -184,17 +209,32 @@ def check_login_throttle(email, client):
             raise TooManyRequests(retry_after)
 
 
+def login_captcha_required(email):
+    """Captcha on every sign-in, or for an account that failed too often from anywhere."""
+    if current_app.config["CAPTCHA_ENABLED"]:
+        return True
+    count, _ = runtime().counters.get(_account_failures_key(email))
+    return count >= current_app.config["LOGIN_CAPTCHA_AFTER_FAILURES"] and captcha_configured()
+
+
 def record_login_failure(email, client):
     counters = runtime().counters
     window = current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"]
     for key, _ in _login_throttle_keys(email, client):
         counters.hit(key, window)
+    counters.hit(_account_failures_key(email), window)
 
 
-def login(email, password, client, captcha=None):
-    """Check throttles, captcha and password; answer tokens and the user."""
+def reset_login_failures(email, client):
+    counters = runtime().counters
+    counters.reset(_login_throttle_keys(email, client)[0][0])
+    counters.reset(_account_failures_key(email))
+
+
+def login(email, password, client, captcha=None, otp_code=None):
+    """Check throttles, captcha, password and TOTP code; answer tokens and the user."""
     check_login_throttle(email, client)
-    if current_app.config["CAPTCHA_ENABLED"]:
+    if login_captcha_required(email):
         check_captcha_headers(captcha or {}, client)
 
     user = find_user_by_email(email)
@@ -218,8 +258,25 @@ def login(email, password, client, captcha=None):
         )
         db.session.commit()
         raise Forbidden(code="user_disabled")
+    try:
+        otp.check_login_code(user, otp_code, client)
+    except ValidationFailed as exc:
+        # A missing or wrong code counts like a wrong password: the code is not guessed
+        # faster than the password was.
+        db.session.rollback()
+        record_login_failure(email, client)
+        record_audit_log(
+            "auth.login_failed",
+            actor=user,
+            client=client,
+            target_type="user",
+            target_id=user.id,
+            details={"email": email[:254], "reason": exc.code},
+        )
+        db.session.commit()
+        raise
 
-    runtime().counters.reset(_login_throttle_keys(email, client)[0][0])
+    reset_login_failures(email, client)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_login_at = utcnow()
@@ -281,12 +338,14 @@ def email_taken_error():
 
 
 def register_client(email, password, client, email_code=None, invite_code=None):
-    passwords.check_password_policy(password)
-    if find_user_by_email(email) is not None:
-        raise email_taken_error()
+    passwords.check_password_policy(password, email=email)
     parent = find_ib_by_invite_code(invite_code) if invite_code else None
     if email_code_required("register"):
+        # The code first: a wrong or missing code answers alike for a known address and a
+        # new one, so only the address's owner learns that it is registered.
         consume_email_code(email, "register", email_code)
+    if find_user_by_email(email) is not None:
+        raise email_taken_error()
 
     user = User(
         email=email.strip(),
@@ -328,7 +387,7 @@ def change_password(user, old_password, new_password, client, email_code=None):
         )
         db.session.commit()
         raise ValidationFailed(code="wrong_old_password", errors={"old_password": ["The current password is wrong."]})
-    passwords.check_password_policy(new_password, field="new_password")
+    passwords.check_password_policy(new_password, field="new_password", email=user.email, old_password=old_password)
     if email_code_required("password_change"):
         consume_email_code(user.email, "password_change", email_code)
     user.password_hash = passwords.hash_password(new_password)

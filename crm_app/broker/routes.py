@@ -40,7 +40,7 @@ class Currencies(MethodView):
 class AdminBrokerConfig(MethodView):
     @admin_blp.login_required("admin")
     @admin_blp.arguments(schemas.BrokerConfigUpdateSchema)
-    @admin_blp.response(200, schemas.BrokerConfigSchema)
+    @admin_blp.response(200, schemas.AdminBrokerConfigSchema)
     def put(self, body):
         """Edit the broker configuration (fields not sent stay as they are)"""
         return services.update_setting("broker", body, actor=current_user, client=client_info_from_request())

@@ -29,7 +29,13 @@ class BrokerConfigSchema(Schema):
     )
 
 
-class BrokerConfigUpdateSchema(BrokerConfigSchema):
+class AdminBrokerConfigSchema(BrokerConfigSchema):
+    require_admin_otp = fields.Boolean(
+        metadata={"description": "Admins must turn on two-factor sign-in (TOTP) before anything else"}
+    )
+
+
+class BrokerConfigUpdateSchema(AdminBrokerConfigSchema):
     timezone = fields.String(validate=[validate.Length(max=64), lambda tz: validate_timezone(tz)])
 
 

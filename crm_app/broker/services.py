@@ -29,6 +29,8 @@ DEFAULT_SETTINGS = {
             "transfer": True,
             "password_change": True,
         },
+        # Admins must turn on TOTP two-factor sign-in before the back office opens to them.
+        "require_admin_otp": False,
     },
     "login_page": {
         f"{portal}_{field}": copy.deepcopy(default)

@@ -213,8 +213,12 @@ class Blueprint(SmorestBlueprint):
             required = location not in BODY_LOCATIONS or has_required_field(schema)
         return super().arguments(schema, location=location, required=required, **kwargs)
 
-    def login_required(self, role="any"):
-        """Require a valid access token whose user has `role`; documents bearer auth."""
+    def login_required(self, role="any", otp_enrolment=False):
+        """Require a valid access token whose user has `role`; documents bearer auth.
+
+        A token issued to an admin who must still turn on two-factor sign-in (broker
+        setting `require_admin_otp`) reaches only the routes marked `otp_enrolment`.
+        """
         from crm_app.common.errors import Forbidden
         from crm_app.common.strict_args import refuse_undeclared_arguments
 
@@ -228,6 +232,8 @@ class Blueprint(SmorestBlueprint):
                     raise Forbidden(code="user_disabled")
                 if user.user_type not in allowed:
                     raise Forbidden()
+                if g.token_claims.get("otp_enrol") and not otp_enrolment:
+                    raise Forbidden(code="otp_enrolment_required")
                 refuse_undeclared_arguments(func)
                 return func(*args, **kwargs)
 

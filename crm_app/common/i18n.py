@@ -60,11 +60,47 @@ MESSAGES = {
     "captcha_failed": ("Captcha verification failed.", "人机验证失败。", "人機驗證失敗。"),
     "captcha_unavailable": ("The captcha service is unavailable.", "验证码服务不可用。", "驗證碼服務不可用。"),
     "email_taken": ("This email is already registered.", "该邮箱已被注册。", "該電子郵件已被註冊。"),
-    "weak_password": (
-        "The password needs at least 8 characters with letters and digits.",
-        "密码至少 8 位，且须包含字母和数字。",
-        "密碼至少 8 位，且須包含字母和數字。",
+    "password_too_short": ("The password needs at least 10 characters.", "密码至少需要 10 个字符。", "密碼至少需要 10 個字元。"),
+    "password_too_long": ("The password may have at most 128 characters.", "密码最多 128 个字符。", "密碼最多 128 個字元。"),
+    "password_common": (
+        "This password is on a list of common passwords; choose another.",
+        "该密码属于常见密码，请换一个。",
+        "該密碼屬於常見密碼，請換一個。",
     ),
+    "password_guessable": (
+        "This password is too easy to guess; try a longer phrase of unrelated words.",
+        "该密码过于容易被猜到，请使用由不相关词语组成的更长短语。",
+        "該密碼過於容易被猜到，請使用由不相關詞語組成的更長短語。",
+    ),
+    "password_equals_email": (
+        "The password must not be your email address.",
+        "密码不能与邮箱地址相同。",
+        "密碼不能與電子郵件地址相同。",
+    ),
+    "password_reused": (
+        "The new password must differ from the current one.",
+        "新密码不能与当前密码相同。",
+        "新密碼不能與目前密碼相同。",
+    ),
+    "otp_required": (
+        "Enter the code from your authenticator app.",
+        "请输入身份验证器应用中的验证码。",
+        "請輸入驗證器應用程式中的驗證碼。",
+    ),
+    "otp_invalid": ("The two-factor code is wrong or was already used.", "两步验证码错误或已被使用。", "兩步驟驗證碼錯誤或已被使用。"),
+    "otp_enrolment_required": (
+        "Turn on two-factor sign-in before using the back office.",
+        "使用后台前请先开启两步验证。",
+        "使用後台前請先開啟兩步驟驗證。",
+    ),
+    "otp_already_enabled": ("Two-factor sign-in is already on.", "两步验证已开启。", "兩步驟驗證已開啟。"),
+    "otp_not_enabled": ("Two-factor sign-in is not on.", "两步验证未开启。", "兩步驟驗證未開啟。"),
+    "otp_not_started": (
+        "Start two-factor enrolment first.",
+        "请先开始两步验证设置。",
+        "請先開始兩步驟驗證設定。",
+    ),
+    "wrong_password": ("The password is wrong.", "密码错误。", "密碼錯誤。"),
     "wrong_old_password": ("The current password is wrong.", "原密码错误。", "原密碼錯誤。"),
     "invalid_invite_code": ("Unknown invitation code.", "邀请码无效。", "邀請碼無效。"),
     "email_code_required": ("An email verification code is required.", "需要邮箱验证码。", "需要電子郵件驗證碼。"),
@@ -118,6 +154,17 @@ MESSAGES = {
 FIELD_MESSAGE_KEYS = {
     "Missing data for required field.": "required_field",
     "Unknown field.": "unknown_field",
+    # The password policy's field messages (crm_app/auth/passwords.py POLICY_MESSAGES)
+    "At least 10 characters.": "password_too_short",
+    "At most 128 characters.": "password_too_long",
+    "This password is on a list of common passwords.": "password_common",
+    "This password is too easy to guess; try a longer phrase of unrelated words.": "password_guessable",
+    "The password must not be your email address.": "password_equals_email",
+    "The new password must differ from the current one.": "password_reused",
+    # Two-factor sign-in (crm_app/auth/otp.py)
+    "Wrong or already used code.": "otp_invalid",
+    "A code from your authenticator app.": "otp_required",
+    "The password is wrong.": "wrong_password",
 }
 
 

@@ -7,7 +7,7 @@ import time
 from crm_app.admin.services import create_user
 
 _counter = itertools.count(1)
-PASSWORD = "Passw0rd1"
+PASSWORD = "Quartz-Lantern-58"
 
 
 class Factory:

@@ -13,6 +13,7 @@ to the stack (free ports, data in `root`), so restarting them disturbs nobody el
 
 import glob
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -279,7 +280,12 @@ class ServiceStack:
         self.postgres.create_database("crm")
         self.redis.start()
         self.processes.run_once(self.processes.commands["release"])
-        self.processes.run_once("flask seed-demo")
+        # Production: the demo users get generated passwords, printed once.
+        self.demo_passwords = dict(
+            re.findall(
+                r"^\s+\w+:\s+(\S+@\S+) / (\S+)", self.processes.run_once("flask seed-demo --allow-production"), re.M
+            )
+        )
         self.processes.start("sim")
         self.wait_for_http(f"{self.sim_url}/sim/health", "sim")
         for name in ("web", "worker", "clock"):
