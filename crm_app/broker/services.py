@@ -29,6 +29,8 @@ DEFAULT_SETTINGS = {
             "transfer": True,
             "password_change": True,
         },
+        # A bank or wire withdrawal pays only the client: its payee name must be the KYC legal name.
+        "withdrawal_payee_must_match_kyc": True,
     },
     "login_page": {
         f"{portal}_{field}": copy.deepcopy(default)
@@ -75,6 +77,10 @@ def update_setting(key, changes, actor=None, client=None):
 
 def email_code_required(scene):
     return bool(get_setting("broker")["email_code_required"].get(scene, True))
+
+
+def payee_must_match_kyc():
+    return bool(get_setting("broker").get("withdrawal_payee_must_match_kyc", True))
 
 
 def broker_timezone():
