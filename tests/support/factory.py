@@ -31,6 +31,35 @@ class Factory:
     def ib(self, **kw):
         return self.user("ib", **kw)
 
+    def approved_kyc(self, user, first_name="Ann", last_name="Client", country="GB"):
+        """Give `user` approved KYC with this legal name, as the app does: the client saves
+        and submits the identity module, an admin approves the review item. When the broker
+        has no KYC form yet, a form of only that module is set up first."""
+        from crm_app.kyc.demo import field
+        from crm_app.kyc.services import load_form, save_kyc, update_form_module
+        from crm_app.review.services import approve_review_item
+
+        if not load_form():
+            update_form_module(
+                {
+                    "module": "identity",
+                    "name": "Personal details",
+                    "is_enabled": True,
+                    "fields": [
+                        {**definition, "is_enabled": True}
+                        for definition in (
+                            field("first_name", "First name"),
+                            field("last_name", "Last name"),
+                            field("country", "Country", "country", "country_select"),
+                        )
+                    ],
+                }
+            )
+        identity = {"first_name": first_name, "last_name": last_name, "country": country}
+        profile = save_kyc(user, "all", {"identity": identity})
+        approve_review_item(profile.review_item_id, self.admin())
+        return profile
+
     def login(self, client, email, password=PASSWORD):
         response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
         assert response.status_code == 200, response.get_json()
