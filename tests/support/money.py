@@ -37,3 +37,53 @@ def fund(account_id, amount):
 def server_balance(account_id):
     account = db.session.get(TradingAccount, account_id)
     return gateway_for(account.server).trade_state(account.login).balance
+
+
+def add_currencies(client, headers):
+    for code, methods in (
+        ("USD", ["bank_transfer", "international_wire_transfer", "cryptocurrency"]),
+        ("USDT", ["cryptocurrency"]),
+    ):
+        response = client.post(
+            "/api/v1/admin/currencies",
+            headers=headers,
+            json={"code": code, "name_en": code, "name_zh": code, "methods": methods},
+        )
+        assert response.status_code == 201, response.get_json()
+
+
+def add_withdrawal_channel(client, headers, **values):
+    body = {
+        "method": "bank_transfer",
+        "name": "Bank transfer (USD)",
+        "allowed_currencies": ["USD"],
+        "min_amount": "10.00",
+        "max_amount": "5000.00",
+        "fee_fixed": "5.00",
+        **values,
+    }
+    response = client.post("/api/v1/admin/withdrawal-channels", headers=headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def withdrawal_body(channel_id, account_id, method="bank_transfer", info=None, amount="100.00", **overrides):
+    """A withdrawal with fee 5.00 and no conversion, as a correct client computes it."""
+    body = {
+        "method": method,
+        "remittance_id": channel_id,
+        "trading_account_id": account_id,
+        "withdrawal_amount": amount,
+        "fee": "5.00",
+        "exchange_rate": "1",
+        "remittance_amount": f"{Decimal(amount) - Decimal('5.00'):.2f}",
+        "currency": "USD",
+        **overrides,
+    }
+    if info is not None:
+        body[
+            {"bank_transfer": "bank_transfer_info", "international_wire_transfer": "international_wire_info"}.get(
+                method, "cryptocurrency_info"
+            )
+        ] = info
+    return body
