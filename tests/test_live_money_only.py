@@ -328,3 +328,26 @@ def test_account_application_review_item_shows_server_login_demo_flag_and_curren
         shown["trading_account"]["is_demo"] is False
         and shown["trading_account"]["server_id"] == book["live_server"]["id"]
     )
+
+
+def test_a_demo_draft_made_before_the_rule_cannot_be_submitted(client, deposit_desk, monkeypatch):
+    from crm_app.deposits import services as deposits
+
+    body = {
+        "deposit_amount": "100.00",
+        "remittance_id": deposit_desk["channel"],
+        "trading_account_id": deposit_desk["demo"],
+    }
+    with monkeypatch.context() as before_the_rule:
+        before_the_rule.setattr(deposits, "require_live_account", lambda account, field: None)
+        drafted = client.post("/api/v1/client/deposits", headers=deposit_desk["headers"], json=body)
+    assert drafted.status_code == 201, drafted.get_json()
+    submitted = client.post(
+        "/api/v1/client/deposits/submit",
+        headers=deposit_desk["headers"],
+        json={"order_number": drafted.get_json()["order_number"], "receipt_url": deposit_desk["receipt_url"]},
+    )
+    assert submitted.status_code == 422, submitted.get_json()
+    assert submitted.get_json()["code"] == "demo_account_not_allowed"
+    assert count(ReviewItem, ReviewItem.type == "deposit") == 0
+    assert db.session.scalar(select(Deposit.status)) == "draft"

@@ -118,8 +118,13 @@ def submit_draft(user, order_number, receipt_url, client):
         db.session.rollback()
         raise Conflict(code="deposit_not_draft", errors={"order_number": [f"This deposit is {deposit.status}."]})
     if not is_live_account(deposit.trading_account):
+        # A draft made before demo accounts were refused never reaches the review queue.
+        login = deposit.trading_account.login
         db.session.rollback()
-        require_live_account(deposit.trading_account, "order_number")
+        raise ValidationFailed(
+            code="demo_account_not_allowed",
+            errors={"order_number": [f"Account {login} is a demo account: only live accounts hold real money."]},
+        )
     upload = find_owned_upload_by_url(receipt_url, user.id)
     if upload is None:
         db.session.rollback()

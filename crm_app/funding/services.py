@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from crm_app.admin.services import record_audit_log
 from crm_app.auth.models import User
 from crm_app.broker.models import Currency
+from crm_app.broker.services import payee_must_match_kyc
 from crm_app.common import crypto
 from crm_app.common.errors import Conflict, NotFound, ValidationFailed
 from crm_app.common.names import same_person_name
@@ -280,8 +281,6 @@ def check_payee_name(user, name, errors_at):
     Returns the payee name to record: `name` as written, or the legal name when `name`
     is empty. `errors_at(message)` builds the error dict naming the caller's field.
     """
-    from crm_app.broker.services import payee_must_match_kyc
-
     legal = holder_name(user)
     written = (name or "").strip()
     if not written:
@@ -431,7 +430,7 @@ def update_payment_account(user, account_id, values, client=None):
     if (written_holder or "").strip():
         account.account_holder_name = saved_holder_name(user, method, written_holder, own_key)
         changed.append(f"{own_key}.account_holder_name")
-    elif not same_person_name(account.account_holder_name, holder_name(user)):
+    elif payee_must_match_kyc() and not same_person_name(account.account_holder_name, holder_name(user)):
         # Saved under an older name (before KYC, say): it follows the legal name now.
         account.account_holder_name = holder_name(user)
     if info:
