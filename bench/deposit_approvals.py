@@ -28,6 +28,7 @@ import requests
 from bench.auth_get import free_port, scratch_database
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CLIENT_EMAIL = "client@demo.local"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
@@ -56,6 +57,28 @@ def wait_until_up(url, process, seconds=60):
     raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
+def record_approved_kyc(database_url, email):
+    """Deposits go into live accounts only, and those need approved KYC. The bench measures
+    approvals of deposits, not the KYC review: the demo client's approved KYC is recorded here."""
+    import json
+    from contextlib import closing
+
+    import psycopg
+
+    from bench.auth_get import libpq_url
+
+    identity = {"first_name": "Chris", "last_name": "Client", "country": "GB"}
+    with closing(psycopg.connect(libpq_url(database_url))) as conn:
+        conn.execute(
+            "INSERT INTO kyc_profiles (user_id, status, apply_status, data, completed_modules, kyc_way, "
+            "submitted_at, approved_at, created_at, updated_at) "
+            "SELECT id, 'approved', 'approved', %s, %s, 'manual', now() AT TIME ZONE 'utc', "
+            "now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' FROM users WHERE email = %s",
+            (json.dumps({"identity": identity}), json.dumps(["identity"]), email),
+        )
+        conn.commit()
+
+
 def run(args):
     with scratch_database(args.admin_url) as database_url, tempfile.TemporaryDirectory() as tmp:
         web_port, sim_port = free_port(), free_port()
@@ -79,6 +102,7 @@ def run(args):
         # A throwaway database: seeded as a development one, with the published demo logins.
         seed_env = {**env, "APP_ENV": "development"}
         subprocess.run([*flask, "seed-demo"], cwd=PROJECT_ROOT, env=seed_env, check=True, capture_output=True)
+        record_approved_kyc(database_url, DEMO_CLIENT_EMAIL)
         logs = open(Path(tmp) / "servers.log", "wb")  # noqa: SIM115 - closed with the servers
         sim = subprocess.Popen(
             [*flask, "mt-sim", "--host", "127.0.0.1", "--port", str(sim_port)],
@@ -125,25 +149,33 @@ def login(base, email, password):
 
 
 def measure(args, base):
-    client = login(base, "client@demo.local", "Demo-Harbor-2026")
+    client = login(base, DEMO_CLIENT_EMAIL, "Demo-Harbor-2026")
     admin = login(base, "admin@demo.local", "Admin-Lighthouse-71")
     types = requests.get(
         f"{base}/api/v1/client/trading-account-types?trading_platform=MT5", headers=client, timeout=30
     ).json()["list"]
-    demo_type = next(t for t in types if t["is_demo"])
-    account = requests.post(
-        f"{base}/api/v1/client/trading-accounts",
+    live_type = next(t for t in types if not t["is_demo"] and t["fund_direction"] == "normal")
+    applied = requests.post(
+        f"{base}/api/v1/client/account-applications",
         headers=client,
         timeout=30,
         json={
             "currency": "USD",
-            "is_demo": True,
-            "leverage": demo_type["leverage_options"][0]["value"],
+            "leverage": live_type["leverage_options"][0]["value"],
             "password": "Trade1234x",
-            "trading_account_type_id": demo_type["id"],
+            "trading_account_type_id": live_type["id"],
             "trading_platform": "MT5",
         },
-    ).json()
+    )
+    applied.raise_for_status()
+    application = requests.get(
+        f"{base}/api/v1/admin/audits?type=account_application&status=pending", headers=admin, timeout=30
+    ).json()["list"][0]
+    opened = requests.post(
+        f"{base}/api/v1/admin/audits/{application['id']}/approve", headers=admin, json={}, timeout=60
+    )
+    opened.raise_for_status()
+    account = {"id": opened.json()["object"]["trading_account_id"]}
     channels = requests.get(f"{base}/api/v1/client/deposit-channels", headers=client, timeout=30).json()["list"]
     channel = next(c for c in channels if "USD" in c["allowed_currencies"])
     receipt = requests.post(

@@ -8,9 +8,10 @@
 2. Starts the Procfile's processes: `web` (gunicorn, `--workers 2 --worker-class sync
    --timeout 30 --access-logfile -`), `worker`, `clock` and `sim` (the MT simulator).
 3. Builds a population through the API (not timed): 10 IBs under the demo IB, N clients
-   spread over them, two demo MT5 accounts per client, one approved deposit of 1,000.00
-   per client; an hour of simulated trading on every account, synced into the CRM. The
-   broker is configured to ask no email code for transfers between own accounts.
+   spread over them with their KYC approved, two live MT5 accounts per client (money moves
+   only through live accounts), one approved deposit of 1,000.00 per client; an hour of
+   simulated trading on every account, synced into the CRM. The broker is configured to
+   ask no email code for transfers between own accounts.
 4. Runs locust (as a library) for `--duration` seconds after a short warm-up: client,
    IB and back-office users signing in, reading menus, permissions, trading accounts and
    report pages, and a few money operations (deposits submitted and approved, transfers).
@@ -54,7 +55,7 @@ def parse_args(argv=None):
     parser.add_argument("--users", type=int, default=24, help="concurrent locust users (1 admin, about 1 in 8 IBs)")
     parser.add_argument("--wait-min", type=float, default=0.1, help="think time between a user's tasks, min (s)")
     parser.add_argument("--wait-max", type=float, default=0.5, help="think time between a user's tasks, max (s)")
-    parser.add_argument("--clients", type=int, default=300, help="clients created before the run (2 accounts each)")
+    parser.add_argument("--clients", type=int, default=300, help="clients created first (2 live accounts each)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn --workers (WEB_CONCURRENCY)")
     parser.add_argument("--worker-class", default="sync", help="gunicorn --worker-class")
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_DATABASE_ADMIN_URL", DEFAULT_ADMIN_URL))
@@ -190,8 +191,10 @@ def create_users(clients):
     from crm_app.admin.services import create_user
     from crm_app.auth import passwords
     from crm_app.auth.services import find_user_by_email, issue_tokens, start_session
+    from crm_app.common.timeutil import utcnow
     from crm_app.demo import DEMO_IB
     from crm_app.extensions import db
+    from crm_app.kyc.models import KycProfile
 
     app = create_app()
     with app.app_context():
@@ -207,6 +210,20 @@ def create_users(clients):
         population = {"ibs": [ib.email for ib in ibs], "clients": []}
         for n in range(clients):
             user = create(f"client{n}@load.example", "client", ibs[n % IB_COUNT])
+            # Live accounts need approved KYC; the load measures money and reports, not the KYC
+            # review, so each client's approved identity is recorded here.
+            identity = {"first_name": "Load", "last_name": f"Client{n}", "country": "GB"}
+            db.session.add(
+                KycProfile(
+                    user_id=user.id,
+                    status="approved",
+                    apply_status="approved",
+                    data={"identity": identity},
+                    completed_modules=["identity"],
+                    kyc_way="manual",
+                    approved_at=utcnow(),
+                )
+            )
             session = start_session(user, None)
             db.session.commit()
             population["clients"].append({"email": user.email, "token": issue_tokens(user, session)["token"]})
@@ -238,25 +255,26 @@ def build_population(args, env, base, sim_base, log=print):
             f"{base}/api/v1/client/trading-account-types?trading_platform=MT5", headers=client_headers, timeout=60
         )
     )
-    demo_type = next(t for t in types["list"] if t["is_demo"])
+    live_type = next(t for t in types["list"] if not t["is_demo"] and t["fund_direction"] == "normal")
     channels = ok(requests.get(f"{base}/api/v1/client/deposit-channels", headers=client_headers, timeout=60))["list"]
     channel = next(c for c in channels if "USD" in c["allowed_currencies"])
 
-    def open_accounts_and_deposit(user):
+    def apply_for_accounts(user):
         headers = {"Authorization": f"Bearer {user['token']}"}
-        accounts = []
         for _ in range(2):
             body = {
                 "currency": "USD",
-                "is_demo": True,
-                "leverage": demo_type["leverage_options"][0]["value"],
+                "leverage": live_type["leverage_options"][0]["value"],
                 "password": TRADE_PASSWORD,
-                "trading_account_type_id": demo_type["id"],
+                "trading_account_type_id": live_type["id"],
                 "trading_platform": "MT5",
             }
-            accounts.append(
-                ok(requests.post(f"{base}/api/v1/client/trading-accounts", json=body, headers=headers, timeout=60))
-            )
+            ok(requests.post(f"{base}/api/v1/client/account-applications", json=body, headers=headers, timeout=60))
+
+    def deposit_into_first_account(user):
+        headers = {"Authorization": f"Bearer {user['token']}"}
+        accounts = ok(requests.get(f"{base}/api/v1/client/trading-accounts", headers=headers, timeout=60))["list"]
+        accounts = sorted(a["id"] for a in accounts)
         receipt = ok(
             requests.post(
                 f"{base}/api/v1/uploads",
@@ -271,7 +289,7 @@ def build_population(args, env, base, sim_base, log=print):
                 json={
                     "deposit_amount": STARTING_DEPOSIT,
                     "remittance_id": channel["id"],
-                    "trading_account_id": accounts[0]["id"],
+                    "trading_account_id": accounts[0],
                 },
                 headers=headers,
                 timeout=60,
@@ -279,15 +297,15 @@ def build_population(args, env, base, sim_base, log=print):
         )
         body = {"order_number": draft["order_number"], "receipt_url": receipt}
         ok(requests.post(f"{base}/api/v1/client/deposits/submit", json=body, headers=headers, timeout=60))
-        return {
-            "email": user["email"],
-            "accounts": [a["id"] for a in accounts],
-            "receipt": receipt,
-        }
+        return {"email": user["email"], "accounts": accounts, "receipt": receipt}
 
     with ThreadPoolExecutor(4) as pool:
-        population = list(pool.map(open_accounts_and_deposit, users["clients"]))
-    log(f"  {2 * clients} demo accounts opened, {clients} deposits submitted ({time.monotonic() - started:.0f} s)")
+        list(pool.map(apply_for_accounts, users["clients"]))
+    approve_all_pending(base, admin, "account_application")
+    log(f"  {2 * clients} live accounts opened ({time.monotonic() - started:.0f} s)")
+    with ThreadPoolExecutor(4) as pool:
+        population = list(pool.map(deposit_into_first_account, users["clients"]))
+    log(f"  {clients} deposits submitted ({time.monotonic() - started:.0f} s)")
 
     approve_all_pending(base, admin)
     log(f"  {clients} deposits approved ({time.monotonic() - started:.0f} s)")
@@ -315,10 +333,12 @@ def sync_states(base, admin):
     return ok(requests.get(f"{base}/api/v1/admin/sync", headers=admin, timeout=60))["list"]
 
 
-def approve_all_pending(base, admin):
+def approve_all_pending(base, admin, review_type="deposit"):
     while True:
         pending = ok(
-            requests.get(f"{base}/api/v1/admin/audits?type=deposit&status=pending&size=200", headers=admin, timeout=60)
+            requests.get(
+                f"{base}/api/v1/admin/audits?type={review_type}&status=pending&size=200", headers=admin, timeout=60
+            )
         )["list"]
         if not pending:
             return
@@ -686,7 +706,7 @@ def main(argv=None):
             "processes": ", ".join(commands) + ("" if redis_url else " (no Redis: jobs in-process)"),
             "gunicorn": " ".join(commands["web"][3:]).replace(f":{web_port}", ":PORT"),
             "population": (
-                f"{IB_COUNT} IBs, {args.clients} clients, {2 * args.clients} demo MT5 accounts, "
+                f"{IB_COUNT} IBs, {args.clients} clients, {2 * args.clients} live MT5 accounts, "
                 f"{population['closed_orders']} closed orders"
             ),
             "load": (

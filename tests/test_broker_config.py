@@ -219,7 +219,7 @@ def test_broker_config_is_public_with_every_seed_field(api, demo):
     body = response.get_json()
     assert response.status_code == 200, body
     assert BROKER_FIELDS <= set(body)
-    assert set(body) - BROKER_FIELDS == {"email_code_required"}
+    assert set(body) - BROKER_FIELDS == {"email_code_required", "withdrawal_payee_must_match_kyc"}
     assert set(body["broker_name_i18n"]) == I18N_KEYS
     assert body["timezone"] == "Asia/Shanghai"
     assert body["broker_name_i18n"]["en"] == "Demo Markets Ltd"
@@ -238,6 +238,7 @@ def test_public_config_has_every_field_even_before_anything_is_configured(api, c
         "transfer": True,
         "password_change": True,
     }
+    assert broker["withdrawal_payee_must_match_kyc"] is True
     assert stored_setting("broker") is None  # reading writes nothing
 
 

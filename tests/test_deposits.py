@@ -14,14 +14,15 @@ from crm_app.extensions import db
 from crm_app.money.models import BalanceOperation
 from crm_app.trading.models import TradingAccount
 from crm_app.trading.services import gateway_for
-from tests.support.trading import open_demo
+from tests.support.money import verified_client
+from tests.support.trading import open_live
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
 def funded(client, factory, book):
-    """A client with a demo account, a deposit channel (fee 1.00 + 1%), and a receipt upload."""
+    """A verified client with a live account, a deposit channel (fee 1.00 + 1%), and a receipt upload."""
     client.post(
         "/api/v1/admin/currencies",
         headers=book["admin_headers"],
@@ -44,9 +45,8 @@ def funded(client, factory, book):
         },
     )
     assert channel.status_code == 201, channel.get_json()
-    user = factory.user()
-    headers = factory.headers(client, user)
-    account_id = open_demo(client, headers, book).get_json()["id"]
+    user, headers = verified_client(client, factory)
+    account_id = open_live(client, headers, book)  # deposits go into live accounts only
     upload = client.post(
         "/api/v1/uploads",
         headers=headers,

@@ -189,23 +189,54 @@ class ClientDesk:
     attempts: list = field(default_factory=list)
 
 
-def open_demo_account(api):
-    types = api.get("/api/v1/client/trading-account-types?trading_platform=MT5")["list"]
-    demo = next(t for t in types if t["is_demo"])
+def verify_identity(api, admin, first_name="Faye", last_name="Client"):
+    """The client fills in the broker's KYC form and submits it; the admin approves it."""
+    from tests.support.kyc_form import demo_kyc_modules, questionnaire_answers
+
+    def upload():
+        answer = api.send("POST", "/api/v1/uploads", files={"file": ("scan.png", io.BytesIO(PNG), "image/png")})
+        assert ok(answer), answer and answer.text
+        return answer.json()["url"]
+
+    for module, data in demo_kyc_modules(upload, first_name, last_name).items():
+        answer = api.send("PUT", "/api/v1/client/kyc", {"current_module": module, "kyc_data": {module: data}})
+        assert ok(answer), answer and answer.text
+    questionnaire_id, answers = questionnaire_answers(api.get("/api/v1/client/kyc/form"))
+    answer = api.send(
+        "PUT", "/api/v1/client/kyc/questionnaire", {"questionnaire_id": questionnaire_id, "answers": answers}
+    )
+    assert ok(answer), answer and answer.text
+    answer = api.send("PUT", "/api/v1/client/kyc", {"current_module": "all", "kyc_data": {}})
+    assert ok(answer), answer and answer.text
+    approve_pending(admin, "kyc", api.email)
+
+
+def approve_pending(admin, review_type, email):
+    """Approve the user's pending review item of this type; the approved item's object."""
+    queue = admin.get(f"/api/v1/admin/audits?type={review_type}&status=pending&size=100")["list"]
+    item = next(i for i in queue if i["user"]["email"] == email)
+    answer = admin.send("POST", f"/api/v1/admin/audits/{item['id']}/approve", {})
+    assert ok(answer), answer and answer.text
+    return answer.json()["object"]
+
+
+def open_live_account(api, admin):
+    """Money moves only through live accounts: apply for one, the admin approves it."""
+    types = api.get("/api/v1/client/trading-account-types?trading_platform=MT5&is_demo=false")["list"]
+    live = next(t for t in types if not t["is_demo"] and t["name"] == "Standard")
     answer = api.send(
         "POST",
-        "/api/v1/client/trading-accounts",
+        "/api/v1/client/account-applications",
         {
             "currency": "USD",
-            "is_demo": True,
-            "leverage": demo["leverage_options"][0]["value"],
+            "leverage": live["leverage_options"][0]["value"],
             "password": "Trade1234x",
-            "trading_account_type_id": demo["id"],
+            "trading_account_type_id": live["id"],
             "trading_platform": "MT5",
         },
     )
     assert ok(answer), answer and answer.text
-    return answer.json()["trading_account_id"]
+    return approve_pending(admin, "account_application", api.email)["trading_account_id"]
 
 
 def new_client(base, admin, index):
@@ -224,7 +255,8 @@ def new_client(base, admin, index):
     assert ok(created), created and created.text
     api = Api(base, email, "Client-Meadow-93")
     api.login()
-    accounts = [open_demo_account(api), open_demo_account(api)]
+    verify_identity(api, admin)
+    accounts = [open_live_account(api, admin), open_live_account(api, admin)]
     receipt = api.send("POST", "/api/v1/uploads", files={"file": ("receipt.png", io.BytesIO(PNG), "image/png")})
     assert ok(receipt), receipt and receipt.text
     deposit_channel = next(
@@ -655,18 +687,14 @@ def test_the_clock_starts_its_loop_again_after_a_redis_outage(monkeypatch):
 
 @pytest.fixture
 def two_accounts(client, factory, book, ctx):
-    """A client with two demo accounts, the first holding 1000.00; no email codes for transfers."""
+    """A verified client with two live accounts, the first holding 1000.00; no email codes for transfers."""
     from crm_app.broker.services import update_setting
-    from crm_app.extensions import db
-    from crm_app.trading.models import TradingAccount
-    from crm_app.trading.services import gateway_for
-    from tests.support.trading import open_demo
+    from tests.support.money import fund, open_live_account, verified_client
 
     update_setting("broker", {"email_code_required": {"transfer": False}})
-    headers = factory.headers(client, factory.user())
-    source, target = (open_demo(client, headers, book).get_json()["id"] for _ in range(2))
-    account = db.session.get(TradingAccount, source)
-    gateway_for(account.server).balance_operation(account.login, Decimal("1000.00"), f"DEP#seed{account.login}")
+    _, headers = verified_client(client, factory)
+    source, target = (open_live_account(client, headers, book) for _ in range(2))
+    fund(source, "1000.00")
     return {"headers": headers, "source": source, "target": target}
 
 

@@ -32,7 +32,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from tests.conftest import empty_database_and_redis  # noqa: E402
-from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD  # noqa: E402
+from tests.support.factory import Factory  # noqa: E402
+from tests.support.trading import GOOD_PASSWORD  # noqa: E402
 
 # Enough to find the odd input that breaks an operation, small enough for CI:
 # about 120 operations, each sent as one to three roles.
@@ -41,7 +42,6 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "8"))
 ROLES = ("client", "ib", "admin")
 SERIAL = itertools.count(1)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
 
 
 @schemathesis.check
@@ -223,25 +223,29 @@ def world(app, sim, smtp_sink):
             world.user_ids[role] = user.id
             world.own("admin", "user", user.id)
             world.headers[role] = mint_headers(user)
+            if role != "admin":
+                # Money moves only through a verified client's live accounts.
+                Factory(app).approved_kyc(user, first_name="Fuzz", last_name=role.title())
 
-    demo_type = world.call("GET", "/api/v1/client/trading-account-types?is_demo=true&trading_platform=MT5", "client")
-    demo_type_id = demo_type["list"][0]["id"]
+    live_type = world.call("GET", "/api/v1/client/trading-account-types?is_demo=false&trading_platform=MT5", "client")
+    live_type_id = live_type["list"][0]["id"]
     for role in ("client", "ib"):
         for _ in range(2):
-            account = world.call(
+            world.call(
                 "POST",
-                "/api/v1/client/trading-accounts",
+                "/api/v1/client/account-applications",
                 role,
                 json={
                     "currency": "USD",
-                    "is_demo": True,
                     "leverage": 100,
                     "password": GOOD_PASSWORD,
-                    "observe_password": GOOD_INVESTOR,
-                    "trading_account_type_id": demo_type_id,
+                    "trading_account_type_id": live_type_id,
                     "trading_platform": "MT5",
                 },
             )
+            item = world.call("GET", "/api/v1/admin/audits?type=account_application&status=pending")["list"][0]
+            opened = world.call("POST", f"/api/v1/admin/audits/{item['id']}/approve", json={})
+            account = {"id": opened["object"]["trading_account_id"]}
             for who in {role, "admin"}:
                 world.own(who, "trading_account", account["id"])
         with app.app_context():

@@ -226,6 +226,29 @@ def test_no_secret_reaches_a_log_or_anyone_but_its_owner(
         headers,
         json={"id": account_id, "password": NEW_TRADE_PASSWORD, "type": "trade"},
     )
+
+    # Money leaves only a live account of a verified client: KYC approved as Lee Owner, and
+    # a live application (with its own trading password) approved by the admin.
+    from crm_app.auth.models import User
+    from tests.support.money import live_type
+
+    factory.approved_kyc(db.session.get(User, user_id), first_name="Lee", last_name="Owner")
+    see(
+        "owner",
+        "POST",
+        "/api/v1/client/account-applications",
+        headers,
+        json={
+            "currency": "USD",
+            "leverage": 100,
+            "password": TRADE_PASSWORD,
+            "trading_account_type_id": live_type(client, book)["id"],
+            "trading_platform": "MT5",
+        },
+    )
+    applications = see("admin", "GET", "/api/v1/admin/audits?type=account_application", admin).get_json()["list"]
+    opened = see("admin", "POST", f"/api/v1/admin/audits/{applications[0]['id']}/approve", admin, json={})
+    account_id = opened.get_json()["object"]["trading_account_id"]
     account = db.session.get(TradingAccount, account_id)
     gateway_for(account.server).balance_operation(account.login, Decimal("1000.00"), f"DEP#leak{account.login}")
 

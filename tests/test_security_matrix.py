@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import IsolatedClient, empty_database_and_redis
 from tests.support.factory import PASSWORD, Factory
-from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD, book_counter
+from tests.support.trading import GOOD_PASSWORD, book_counter
 
 ERROR_KEYS = {"code", "status", "message", "errors"}
 UNKNOWN = "zz_not_a_field"
@@ -275,6 +275,9 @@ def build_world(app, api, sim):
         for role in ("client", "ib", "admin"):
             users[f"logged_out_{role}"] = factory.user(role)
             users[f"pw_changed_{role}"] = factory.user(role)
+        # Their deposits and withdrawals need approved KYC (through the KYC services).
+        factory.approved_kyc(users["client"], first_name="Cleo", last_name="Client")
+        factory.approved_kyc(users["other"], first_name="Otto", last_name="Other")
         ids = {name: user.id for name, user in users.items()}
         emails = {name: user.email for name, user in users.items()}
 
@@ -318,6 +321,58 @@ def build_world(app, api, sim):
             },
         )
     )
+    # Money moves only through live accounts: a live server and a type that takes money in and out.
+    live_server = ok(
+        api.post(
+            "/api/v1/admin/trading-servers",
+            headers=admin,
+            json={
+                "name": "Live MT5",
+                "platform": "MT5",
+                "is_demo": False,
+                "base_url": sim.server_url("mt5-live"),
+                "manager_login": sim.manager_login,
+                "manager_password": sim.manager_password,
+                "timezone": "Europe/Nicosia",
+                "next_login": 5100000 + first_login - 5900000,
+                "last_login": 5100000 + first_login - 5900000 + 99,
+            },
+        )
+    )
+    live_type = ok(
+        api.post(
+            "/api/v1/admin/trading-account-types",
+            headers=admin,
+            json={
+                "name": "Live Standard",
+                "server_id": live_server["id"],
+                "mt_group": "real\\normal-usd",
+                "leverage_options": [100, 200],
+                "fund_direction": "normal",
+            },
+        )
+    )
+
+    def open_live_account(headers):
+        """Apply for a live account (the caller's KYC is approved) and approve it as the admin."""
+        ok(
+            api.post(
+                "/api/v1/client/account-applications",
+                headers=headers,
+                json={
+                    "currency": "USD",
+                    "leverage": 100,
+                    "password": GOOD_PASSWORD,
+                    "trading_account_type_id": live_type["id"],
+                    "trading_platform": "MT5",
+                },
+            )
+        )
+        item = ok(api.get("/api/v1/admin/audits?type=account_application&status=pending", headers=admin))["list"][0]
+        return ok(api.post(f"/api/v1/admin/audits/{item['id']}/approve", headers=admin, json={}))["object"][
+            "trading_account_id"
+        ]
+
     currency = ok(
         api.post(
             "/api/v1/admin/currencies",
@@ -374,21 +429,7 @@ def build_world(app, api, sim):
     # The client's own objects, each reached by another user in the 404 checks.
     def own_objects(name, login_offset):
         headers = bearer(tokens[name])
-        account = ok(
-            api.post(
-                "/api/v1/client/trading-accounts",
-                headers=headers,
-                json={
-                    "currency": "USD",
-                    "is_demo": True,
-                    "leverage": 100,
-                    "password": GOOD_PASSWORD,
-                    "observe_password": GOOD_INVESTOR,
-                    "trading_account_type_id": account_type["id"],
-                    "trading_platform": "MT5",
-                },
-            )
-        )["id"]
+        account = open_live_account(headers)
         payment_account = ok(
             api.post(
                 "/api/v1/client/payment-accounts",
@@ -437,20 +478,7 @@ def build_world(app, api, sim):
         }
 
     world.update(own_objects("client", 1))
-    world["second_trading_account"] = ok(
-        api.post(
-            "/api/v1/client/trading-accounts",
-            headers=bearer(tokens["client"]),
-            json={
-                "currency": "USD",
-                "is_demo": True,
-                "leverage": 100,
-                "password": GOOD_PASSWORD,
-                "trading_account_type_id": account_type["id"],
-                "trading_platform": "MT5",
-            },
-        )
-    )["id"]
+    world["second_trading_account"] = open_live_account(bearer(tokens["client"]))
     world["other_objects"] = own_objects("other", 2)
     # A deposit submitted for review: the review item the admin routes reach.
     ok(

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.support.trading import open_demo
+from tests.support.money import verified_client
+from tests.support.trading import open_live
 
 ERROR_KEYS = {"code", "status", "message", "errors"}
 MONEY_ROUTES = [
@@ -130,8 +131,8 @@ def test_a_retry_with_a_known_idempotency_key_is_replayed_not_throttled(client, 
             "pay_data": {"bank": "Demo Bank"},
         },
     ).get_json()
-    headers = factory.headers(client, factory.user())
-    account = open_demo(client, headers, book).get_json()["id"]
+    _, headers = verified_client(client, factory)
+    account = open_live(client, headers, book)  # deposits go into live accounts only
     body = {"deposit_amount": "100.00", "remittance_id": channel["id"], "trading_account_id": account}
     keyed = {**headers, "Idempotency-Key": "draft-1"}
 

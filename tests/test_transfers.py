@@ -12,6 +12,7 @@ from crm_app.money.models import BalanceOperation
 from crm_app.trading.models import TradingAccount
 from crm_app.trading.services import gateway_for
 from crm_app.transfers.models import Transfer
+from tests.support.money import fund, open_live_account, verified_client
 from tests.support.trading import open_demo
 
 
@@ -24,13 +25,11 @@ def no_email_code(ctx):
 
 @pytest.fixture
 def two_accounts(client, factory, book, no_email_code):
-    """A client with two demo accounts; the first holds 1000.00."""
-    user = factory.user()
-    headers = factory.headers(client, user)
-    source_id = open_demo(client, headers, book).get_json()["id"]
-    target_id = open_demo(client, headers, book).get_json()["id"]
-    source = db.session.get(TradingAccount, source_id)
-    gateway_for(source.server).balance_operation(source.login, Decimal("1000.00"), f"DEP#seed{source.login}")
+    """A verified client with two live accounts (money moves only between live ones); the first holds 1000.00."""
+    user, headers = verified_client(client, factory)
+    source_id = open_live_account(client, headers, book)
+    target_id = open_live_account(client, headers, book)
+    fund(source_id, "1000.00")
     return {"user": user, "headers": headers, "source": source_id, "target": target_id, "book": book}
 
 

@@ -15,7 +15,8 @@ from crm_app.review.models import ReviewItem
 from crm_app.trading.models import TradingAccount
 from crm_app.trading.services import gateway_for
 from crm_app.withdrawals.models import Withdrawal
-from tests.support.trading import open_demo
+from tests.support.money import open_live_account, verified_client
+from tests.support.trading import open_demo, open_live
 
 BANK_INFO = {
     "account_holder_name": "Ann Client",
@@ -70,7 +71,7 @@ def fund(account_id, amount):
 
 @pytest.fixture
 def desk(client, factory, book, no_email_code):
-    """A client with one demo account holding 1000.00, a bank channel (fee 5.00, no
+    """A verified client with one live account holding 1000.00, a bank channel (fee 5.00, no
     conversion) and a crypto channel (fee 1%, USDT at 1.01)."""
     admin_headers = book["admin_headers"]
     add_currencies(client, admin_headers)
@@ -85,9 +86,8 @@ def desk(client, factory, book, no_email_code):
         exchange_rate_source="fixed",
         exchange_rates={"USDT": "1.01"},
     )
-    user = factory.user()
-    headers = factory.headers(client, user)
-    account_id = open_demo(client, headers, book).get_json()["id"]
+    user, headers = verified_client(client, factory)  # KYC approved as Ann Client
+    account_id = open_live_account(client, headers, book)
     fund(account_id, "1000.00")
     return {
         "user": user,
@@ -137,9 +137,14 @@ def history(client, desk, query=""):
     return response.get_json()
 
 
-def count(model):
+def count(model, *where):
     db.session.expire_all()
-    return db.session.scalar(select(func.count()).select_from(model))
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def withdrawal_items():
+    """Review items of withdrawals (the client's KYC and live account have their own)."""
+    return count(ReviewItem, ReviewItem.type == "withdrawal")
 
 
 def operations():
@@ -169,7 +174,7 @@ def test_withdrawal_takes_the_money_at_once_and_approval_marks_it_paid(client, d
     assert row["client_remark"] == "rent" and row["remark"] == ""
     assert row["remittance_name"] == "Bank transfer (USD)" and row["icon"] == "https://cdn.example.test/bank.png"
     assert row["source_trading_account"]["id"] == desk["account"]
-    assert row["source_trading_account"]["server_name"] == "Demo MT5"
+    assert row["source_trading_account"]["server_name"] == "Live MT5"
     assert row["bank_transfer_info"]["bank_no"] == BANK_INFO["bank_no"]  # the owner sees it in full
     assert row["cryptocurrency_info"] is None and row["international_wire_info"] is None
 
@@ -266,14 +271,14 @@ def test_figures_that_disagree_with_the_server_are_422_naming_the_expected_ones(
     assert only_remittance["errors"] == {"remittance_amount": ["Expected 95.00"]}
     # Equal numbers written differently are the same figures.
     assert withdraw(client, desk, bank_body(desk, fee="5", exchange_rate="1.000000")).status_code == 201
-    assert count(Withdrawal) == 1 and count(ReviewItem) == 1
+    assert count(Withdrawal) == 1 and withdrawal_items() == 1
     assert operations() == [("WDR", Decimal("-100.00"), "done")]
 
 
 def test_nothing_is_written_when_a_withdrawal_is_refused(client, desk):
     assert withdraw(client, desk, bank_body(desk, fee="0.00")).status_code == 422
     assert withdraw(client, desk, bank_body(desk, "5.00")).status_code == 422
-    assert count(Withdrawal) == count(ReviewItem) == count(BalanceOperation) == 0
+    assert count(Withdrawal) == withdrawal_items() == count(BalanceOperation) == 0
     assert server_balance(desk["account"]) == Decimal("1000.00")
 
 
@@ -370,21 +375,8 @@ def test_another_clients_trading_account_or_payout_account_is_404(client, factor
 
 
 def test_an_account_type_that_allows_no_withdrawals_is_422(client, desk, book):
-    response = client.post(
-        "/api/v1/admin/trading-account-types",
-        headers=book["admin_headers"],
-        json={
-            "name": "Demo Deposit Only",
-            "server_id": book["demo_server"]["id"],
-            "mt_group": "demo\\standard-usd",
-            "leverage_options": [100],
-            "fund_direction": "deposit_only",
-        },
-    )
-    assert response.status_code == 201, response.get_json()
-    account_id = open_demo(client, desk["headers"], book, trading_account_type_id=response.get_json()["id"]).get_json()[
-        "id"
-    ]
+    # The book's own live type takes deposits only.
+    account_id = open_live(client, desk["headers"], book)
     fund(account_id, "500.00")
     refused = withdraw(client, desk, bank_body(desk, trading_account_id=account_id))
     assert refused.status_code == 422 and refused.get_json()["code"] == "withdrawals_not_allowed"
@@ -522,8 +514,8 @@ def test_lost_answer_is_settled_by_the_reconciler_without_taking_twice(client, d
 def test_history_is_own_rows_newest_first_with_time_filters(client, factory, desk, book):
     first = withdraw(client, desk, bank_body(desk, "50.00")).get_json()
     second = withdraw(client, desk, bank_body(desk, "60.00")).get_json()
-    other_headers = factory.headers(client, factory.user())
-    other_account = open_demo(client, other_headers, book).get_json()["id"]
+    _, other_headers = verified_client(client, factory)
+    other_account = open_live_account(client, other_headers, book)
     fund(other_account, "100.00")
     other = {**desk, "headers": other_headers, "account": other_account}
     assert withdraw(client, other, bank_body(other, "20.00")).status_code == 201

@@ -27,6 +27,12 @@ class BrokerConfigSchema(Schema):
     email_code_required = fields.Nested(
         EmailCodeRequiredSchema, metadata={"description": "Scenes that need an email code (not in the seed)"}
     )
+    withdrawal_payee_must_match_kyc = fields.Boolean(
+        metadata={
+            "description": "Not in the seed: a bank or wire withdrawal's payee name must be the client's "
+            "KYC legal name (default true)"
+        }
+    )
 
 
 class AdminBrokerConfigSchema(BrokerConfigSchema):

@@ -31,6 +31,8 @@ DEFAULT_SETTINGS = {
         },
         # Admins must turn on TOTP two-factor sign-in before the back office opens to them.
         "require_admin_otp": False,
+        # A bank or wire withdrawal pays only the client: its payee name must be the KYC legal name.
+        "withdrawal_payee_must_match_kyc": True,
     },
     "login_page": {
         f"{portal}_{field}": copy.deepcopy(default)
@@ -77,6 +79,10 @@ def update_setting(key, changes, actor=None, client=None):
 
 def email_code_required(scene):
     return bool(get_setting("broker")["email_code_required"].get(scene, True))
+
+
+def payee_must_match_kyc():
+    return bool(get_setting("broker").get("withdrawal_payee_must_match_kyc", True))
 
 
 def broker_timezone():

@@ -134,6 +134,26 @@ MESSAGES = {
     "currency_exists": ("This currency already exists.", "该货币已存在。", "該貨幣已存在。"),
     "insufficient_funds": ("Not enough free margin on this trading account.", "该交易账户可用保证金不足。", "該交易帳戶可用保證金不足。"),
     "quote_mismatch": ("The fee, rate or amount sent differs from the server's; see the expected values.", "手续费、汇率或金额与服务器计算不一致，请查看期望值。", "手續費、匯率或金額與伺服器計算不一致，請查看期望值。"),
+    "demo_account_not_allowed": (
+        "Demo accounts hold no real money: use a live account.",
+        "模拟账户没有真实资金，请使用真实账户。",
+        "模擬帳戶沒有真實資金，請使用真實帳戶。",
+    ),
+    "currency_mismatch": (
+        "Both accounts must be in the same currency.",
+        "两个账户的货币必须相同。",
+        "兩個帳戶的貨幣必須相同。",
+    ),
+    "kyc_required": (
+        "Your identity verification (KYC) must be approved first.",
+        "请先通过身份认证（KYC）审核。",
+        "請先通過身分認證（KYC）審核。",
+    ),
+    "payee_name_mismatch": (
+        "The payee must be you: use the name on your verified identity.",
+        "收款人必须是您本人，请使用已认证身份上的姓名。",
+        "收款人必須是您本人，請使用已認證身分上的姓名。",
+    ),
     "amount_out_of_range": ("The amount is outside this channel's limits.", "金额超出该渠道的限额。", "金額超出該渠道的限額。"),
     "idempotency_key_reused": ("This Idempotency-Key was used with another request.", "该幂等键已用于其他请求。", "該冪等鍵已用於其他請求。"),
     "idempotency_key_in_use": ("A request with this Idempotency-Key is still running.", "使用该幂等键的请求仍在处理中。", "使用該冪等鍵的請求仍在處理中。"),

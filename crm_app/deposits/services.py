@@ -15,6 +15,7 @@ from crm_app.funding import services as funding
 from crm_app.money import services as money
 from crm_app.review.services import ReviewHandler, open_review_item, register_review_handler
 from crm_app.trading.models import TradingAccount
+from crm_app.trading.services import account_summary, is_live_account, require_live_account
 from crm_app.uploads.services import find_owned_upload_by_url
 
 SOURCE = "deposit"
@@ -33,6 +34,7 @@ def create_draft(user, values, client):
     )
     if account is None:
         raise NotFound(errors={"trading_account_id": ["No such trading account of yours."]})
+    require_live_account(account, "trading_account_id")
     if account.account_type.fund_direction not in ("normal", "deposit_only") or account.status != "active":
         raise ValidationFailed(
             code="deposits_not_allowed", errors={"trading_account_id": ["This account does not take deposits."]}
@@ -115,6 +117,14 @@ def submit_draft(user, order_number, receipt_url, client):
     if deposit.status != "draft":
         db.session.rollback()
         raise Conflict(code="deposit_not_draft", errors={"order_number": [f"This deposit is {deposit.status}."]})
+    if not is_live_account(deposit.trading_account):
+        # A draft made before demo accounts were refused never reaches the review queue.
+        login = deposit.trading_account.login
+        db.session.rollback()
+        raise ValidationFailed(
+            code="demo_account_not_allowed",
+            errors={"order_number": [f"Account {login} is a demo account: only live accounts hold real money."]},
+        )
     upload = find_owned_upload_by_url(receipt_url, user.id)
     if upload is None:
         db.session.rollback()
@@ -164,6 +174,8 @@ def _locked(deposit_id):
 
 def approve_deposit(item, actor):
     deposit = _locked(item.object_id)
+    # A deposit queued before the rule existed is refused here; rejecting it is still possible.
+    require_live_account(deposit.trading_account, "trading_account_id")
     deposit.status = "processing"
     deposit.remark = "approved"
     money.open_operation(deposit.trading_account, "DEP", deposit.credited_amount, SOURCE, deposit.id)
@@ -216,6 +228,8 @@ def describe_deposit(item):
         "credited_amount": f"{deposit.credited_amount:.2f}",
         "currency": deposit.currency,
         "login": deposit.trading_account.login,
+        "is_demo": not is_live_account(deposit.trading_account),
+        "trading_account": account_summary(deposit.trading_account),
         "channel": deposit.channel.name,
         "status": deposit.status,
         "receipt_url": upload_url(upload) if upload else None,

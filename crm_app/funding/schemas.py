@@ -225,13 +225,33 @@ class CryptocurrencyInfoSchema(Schema):
                 raise ValidationError(reason, field_name="wallet_address")
 
 
+PAYEE_DOC = (
+    "Not in the seed: the account holder, which must be your KYC legal name (absent or empty: "
+    "taken from it; another name is a 422 `payee_name_mismatch` unless the broker allows it)"
+)
+
+
+def payee_name_field():
+    return fields.String(allow_none=True, validate=validate.Length(max=200), metadata={"description": PAYEE_DOC})
+
+
+class NewBankTransferInfoSchema(BankTransferInfoSchema):
+    account_holder_name = payee_name_field()
+
+
+class NewInternationalWireInfoSchema(InternationalWireInfoSchema):
+    account_holder_name = payee_name_field()
+
+
 class BankTransferInfoUpdateSchema(BankTransferInfoSchema):
+    account_holder_name = payee_name_field()
     bank_country = CountryCode()
     bank_name = text(128, blank=False)
     bank_no = BankNumber()
 
 
 class InternationalWireInfoUpdateSchema(InternationalWireInfoSchema):
+    account_holder_name = payee_name_field()
     bank_country = CountryCode()
     bank_name = text(128, blank=False)
     bank_no = BankNumber()
@@ -255,13 +275,15 @@ INFO_DOCS = {
 
 class NewPaymentAccountSchema(Schema):
     bank_transfer_info = fields.Nested(
-        BankTransferInfoSchema, allow_none=True, metadata={"description": INFO_DOCS["bank_transfer_info"]}
+        NewBankTransferInfoSchema, allow_none=True, metadata={"description": INFO_DOCS["bank_transfer_info"]}
     )
     cryptocurrency_info = fields.Nested(
         CryptocurrencyInfoSchema, allow_none=True, metadata={"description": INFO_DOCS["cryptocurrency_info"]}
     )
     international_wire_info = fields.Nested(
-        InternationalWireInfoSchema, allow_none=True, metadata={"description": INFO_DOCS["international_wire_info"]}
+        NewInternationalWireInfoSchema,
+        allow_none=True,
+        metadata={"description": INFO_DOCS["international_wire_info"]},
     )
     payment_method = fields.String(
         required=True, validate=validate.OneOf(FUNDING_METHODS), metadata={"description": METHOD_DOC}

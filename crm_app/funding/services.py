@@ -20,8 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from crm_app.admin.services import record_audit_log
 from crm_app.auth.models import User
 from crm_app.broker.models import Currency
+from crm_app.broker.services import payee_must_match_kyc
 from crm_app.common import crypto
 from crm_app.common.errors import Conflict, NotFound, ValidationFailed
+from crm_app.common.names import same_person_name
 from crm_app.extensions import db
 from crm_app.funding.models import DepositChannel, PaymentAccount, WithdrawalChannel
 from crm_app.kyc.countries import ISO_3166_ALPHA2
@@ -267,14 +269,28 @@ class PayoutDetails:
 
 def holder_name(user):
     """The name on the KYC identity, else the user's own name."""
-    from crm_app.kyc.models import KycProfile
+    from crm_app.kyc.services import kyc_legal_name
 
-    data = db.session.scalar(select(KycProfile.data).where(KycProfile.user_id == user.id)) or {}
-    identity = data.get("identity") or {}
-    name = (identity.get("full_name") or "").strip() or " ".join(
-        part for part in (identity.get("first_name"), identity.get("last_name")) if part
-    )
-    return (name or user.full_name or "")[:200]
+    return (kyc_legal_name(user.id) or user.full_name or "")[:200]
+
+
+def check_payee_name(user, name, errors_at):
+    """A bank or wire payee must be the client: the KYC legal name (else the user's own
+    name), as `same_person_name` compares them, unless the broker switched the rule off.
+
+    Returns the payee name to record: `name` as written, or the legal name when `name`
+    is empty. `errors_at(message)` builds the error dict naming the caller's field.
+    """
+    legal = holder_name(user)
+    written = (name or "").strip()
+    if not written:
+        return legal
+    if payee_must_match_kyc() and not same_person_name(written, legal):
+        raise ValidationFailed(
+            code="payee_name_mismatch",
+            errors=errors_at(f"Must be your own name as on your verified identity: {legal or '(none on file)'}."),
+        )
+    return written[:200]
 
 
 def account_info(account):
@@ -307,6 +323,14 @@ def check_wallet(method, info):
     reason = wallet_address_error(info.get("network"), info.get("wallet_address") or "")
     if reason:
         raise ValidationFailed(errors={"cryptocurrency_info": {"wallet_address": [reason]}})
+
+
+def saved_holder_name(user, method, written, key):
+    """The holder name a payout account keeps: for bank and wire, the client's own name
+    (checked like a withdrawal's payee); a crypto wallet keeps the client's name as a label."""
+    if method == "cryptocurrency":
+        return holder_name(user)
+    return check_payee_name(user, written, lambda message: {key: {"account_holder_name": [message]}})
 
 
 def lock_user(user_id):
@@ -344,14 +368,17 @@ def flush_or_conflict():
 def create_payment_account(user, values, client=None):
     """#31: the first account of a method becomes its default."""
     method = values["payment_method"]
-    info = values[INFO_KEYS[method]]
+    key = INFO_KEYS[method]
+    info = dict(values[key])
     check_wallet(method, info)
+    # Checked here too, so a client learns at once that a payout account pays only them.
+    holder = saved_holder_name(user, method, info.pop("account_holder_name", None), key)
     lock_user(user.id)
     account = PaymentAccount(
         user_id=user.id,
         payment_method=method,
         is_default=not has_default(user.id, method),
-        account_holder_name=holder_name(user),
+        account_holder_name=holder,
         remark=values.get("remark") or "",
     )
     apply_info(account, info)
@@ -398,7 +425,14 @@ def update_payment_account(user, account_id, values, client=None):
         raise ValidationFailed(errors=wrong)
 
     changed = []
-    info = values.get(own_key)
+    info = dict(values.get(own_key) or {})
+    written_holder = info.pop("account_holder_name", None)
+    if (written_holder or "").strip():
+        account.account_holder_name = saved_holder_name(user, method, written_holder, own_key)
+        changed.append(f"{own_key}.account_holder_name")
+    elif payee_must_match_kyc() and not same_person_name(account.account_holder_name, holder_name(user)):
+        # Saved under an older name (before KYC, say): it follows the legal name now.
+        account.account_holder_name = holder_name(user)
     if info:
         check_wallet(method, {**account_info(account), **info})
         apply_info(account, info)
@@ -423,7 +457,6 @@ def update_payment_account(user, account_id, values, client=None):
     elif values.get("is_default") is False and account.is_default:
         account.is_default = False
         changed.append("is_default")
-    account.account_holder_name = holder_name(user)
     flush_or_conflict()
     record_audit_log(
         "payment_account.update",

@@ -33,6 +33,7 @@ class ClientKyc(MethodView):
     @blp.login_required("client")
     @blp.arguments(schemas.SaveKycSchema)
     @blp.response(200, schemas.EmptySchema)
+    @blp.error_responses(409)
     def put(self, body):
         """保存Client用户身份信息 Save one KYC module, or `all` to submit
 
@@ -59,8 +60,9 @@ class ClientQuestionnaire(MethodView):
     @blp.login_required("client")
     @blp.arguments(schemas.SaveQuestionnaireSchema)
     @blp.response(200, schemas.EmptySchema)
+    @blp.error_responses(409)
     def put(self, body):
-        """保存Client用户问卷答案 Save questionnaire answers"""
+        """保存Client用户问卷答案 Save questionnaire answers (409 once the KYC is pending or approved)"""
         services.save_questionnaire(current_user, body["questionnaire_id"], body["answers"], client_info_from_request())
         return {}
 

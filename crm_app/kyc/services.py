@@ -1,7 +1,8 @@
 """KYC rules: the broker-configured form, saving and validating modules, submission to
 the review queue, questionnaires and electronic identity verification.
 
-Other domains ask only `kyc_is_approved(user_id)` and `kyc_country(user_id)`.
+Other domains ask only `kyc_is_approved(user_id)`, `kyc_country(user_id)` and
+`kyc_legal_name(user_id)`.
 """
 
 import logging
@@ -149,6 +150,15 @@ def kyc_is_approved(user_id):
     """For other domains (live accounts, funding): has this user's KYC been approved?"""
     status = db.session.scalar(select(KycProfile.status).where(KycProfile.user_id == user_id))
     return status == "approved"
+
+
+def kyc_legal_name(user_id):
+    """The name on the user's KYC identity module (first and last name, else the full
+    name), or "" when there is none. Once the KYC is approved it can no longer change."""
+    data = db.session.scalar(select(KycProfile.data).where(KycProfile.user_id == user_id)) or {}
+    identity = data.get("identity") or {}
+    name = " ".join(part.strip() for part in (identity.get("first_name"), identity.get("last_name")) if part)
+    return (name.strip() or (identity.get("full_name") or "").strip())[:200]
 
 
 def kyc_country(user_id):

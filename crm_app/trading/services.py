@@ -68,6 +68,39 @@ def check_mt_password(password, field="password"):
         )
 
 
+# Live money only ------------------------------------------------------------------
+
+
+def is_live_account(account):
+    """Real money: neither the account nor its server is demo."""
+    return not account.is_demo and not account.server.is_demo
+
+
+def require_live_account(account, field):
+    """Demo balances are play money: they never enter or leave through the money flows."""
+    if not is_live_account(account):
+        raise ValidationFailed(
+            code="demo_account_not_allowed",
+            errors={field: [f"Account {account.login} is a demo account: only live accounts hold real money."]},
+        )
+
+
+def account_summary(account):
+    """What a reviewer must see of a trading account, so a demo one can never pass for live."""
+    if account is None:
+        return None
+    return {
+        "id": account.id,
+        "login": account.login,
+        "server_id": account.server_id,
+        "server_name": account.server.name,
+        "server_type": account.server.server_type,
+        "is_demo": not is_live_account(account),
+        "currency": account.currency,
+        "status": account.status,
+    }
+
+
 # Account types ---------------------------------------------------------------------
 
 
@@ -389,12 +422,17 @@ def describe_application(item):
         "id": application.id,
         "status": application.status,
         "account_type": application.account_type.name,
+        "server_id": application.server_id,
         "server_name": application.account_type.server.name,
+        "server_type": application.account_type.server.server_type,
         "leverage": application.leverage,
         "currency": application.currency,
-        "is_demo": application.is_demo,
+        "is_demo": application.is_demo or application.account_type.server.is_demo,
         "trading_account_id": application.trading_account_id,
         "login": application.creation_login,
+        "trading_account": account_summary(db.session.get(TradingAccount, application.trading_account_id))
+        if application.trading_account_id
+        else None,
     }
 
 

@@ -23,6 +23,7 @@ from crm_app.money.models import BalanceOperation
 from crm_app.review.models import ReviewItem
 from crm_app.review.services import ReviewHandler, open_review_item, register_review_handler
 from crm_app.trading.models import TradingAccount
+from crm_app.trading.services import account_summary, is_live_account
 from crm_app.transfers.models import Transfer
 
 OUT, IN, REFUND = "transfer_out", "transfer_in", "transfer_refund"
@@ -42,12 +43,28 @@ def _own_account(user, account_id, field):
     return account
 
 
+def check_live_pair(source, target):
+    """Money moves only between live accounts in one currency: demo balances never
+    become real ones. Checked before anything is held or sent."""
+    demo = {
+        field: [f"Account {account.login} is a demo account: only live accounts hold real money."]
+        for field, account in (("source_trading_account_id", source), ("target_trading_account_id", target))
+        if not is_live_account(account)
+    }
+    if demo:
+        raise ValidationFailed(code="demo_account_not_allowed", errors=demo)
+    if source.currency != target.currency:
+        raise ValidationFailed(
+            code="currency_mismatch",
+            errors={"target_trading_account_id": [f"Must be in {source.currency}, like the source account."]},
+        )
+
+
 def check_transfer(user, source, target, amount):
+    check_live_pair(source, target)
     errors = {}
     if source.id == target.id:
         errors["target_trading_account_id"] = ["Must differ from the source account."]
-    if source.currency != target.currency:
-        errors["target_trading_account_id"] = [f"Must be in {source.currency}, like the source account."]
     if source.account_type.fund_direction not in ("normal", "withdrawal_only"):
         errors["source_trading_account_id"] = ["This account type does not allow money out."]
     if target.account_type.fund_direction not in ("normal", "deposit_only"):
@@ -202,6 +219,8 @@ def approve_transfer(item, actor):
         raise ValidationFailed(
             code="transfer_not_ready", errors={"status": [f"The transfer is {transfer.status}; its debit must settle."]}
         )
+    # A transfer queued before the rule existed can still never credit demo money to a live account.
+    check_live_pair(transfer.source_account, transfer.target_account)
     _credit_target(transfer)
 
 
@@ -225,6 +244,9 @@ def describe_transfer(item):
         "currency": transfer.currency,
         "source_login": transfer.source_account.login,
         "target_login": transfer.target_account.login,
+        "source_trading_account": account_summary(transfer.source_account),
+        "target_trading_account": account_summary(transfer.target_account),
+        "is_demo": not (is_live_account(transfer.source_account) and is_live_account(transfer.target_account)),
         "status": transfer.status,
         "failure_reason": transfer.failure_reason,
     }

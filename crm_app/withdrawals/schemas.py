@@ -14,15 +14,23 @@ from crm_app.funding.schemas import (
 )
 from crm_app.funding.services import INFO_KEYS
 
-HOLDER_DOC = "Defaults to the name on your KYC identity"
+HOLDER_DOC = (
+    "The payee: your KYC legal name (absent or empty: taken from it). Another name is a 422 "
+    "`payee_name_mismatch` unless the broker allows it; case, spacing, punctuation and the order "
+    "of the name's parts do not matter"
+)
+
+
+def holder_name_field():
+    return fields.String(allow_none=True, validate=validate.Length(max=200), metadata={"description": HOLDER_DOC})
 
 
 class WithdrawalBankInfoSchema(BankTransferInfoSchema):
-    account_holder_name = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": HOLDER_DOC})
+    account_holder_name = holder_name_field()
 
 
 class WithdrawalWireInfoSchema(InternationalWireInfoSchema):
-    account_holder_name = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": HOLDER_DOC})
+    account_holder_name = holder_name_field()
 
 
 class WithdrawalCryptoInfoSchema(CryptocurrencyInfoSchema):

@@ -13,10 +13,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select
 
 from crm_app.admin.services import record_audit_log
+from crm_app.auth.models import User
 from crm_app.auth.services import consume_email_code
 from crm_app.broker.services import email_code_required
 from crm_app.common import crypto
 from crm_app.common.errors import NotFound, ValidationFailed
+from crm_app.common.names import same_person_name
 from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
 from crm_app.funding import services as funding
@@ -25,6 +27,7 @@ from crm_app.money.models import BalanceOperation
 from crm_app.review.models import ReviewItem
 from crm_app.review.services import ReviewHandler, open_review_item, register_review_handler
 from crm_app.trading.models import TradingAccount
+from crm_app.trading.services import account_summary, is_live_account, require_live_account
 from crm_app.withdrawals.models import Withdrawal
 
 DEBIT, REFUND = "withdrawal", "withdrawal_refund"
@@ -47,7 +50,18 @@ def _own_account(user, account_id):
     return account
 
 
+def check_kyc(user):
+    """Only a verified person takes money out."""
+    from crm_app.kyc.services import kyc_is_approved
+
+    if not kyc_is_approved(user.id):
+        raise ValidationFailed(
+            code="kyc_required", errors={"kyc_status": ["Your KYC must be approved before you withdraw."]}
+        )
+
+
 def check_account(account):
+    require_live_account(account, "trading_account_id")
     if account.account_type.fund_direction not in WITHDRAWAL_DIRECTIONS:
         raise ValidationFailed(
             code="withdrawals_not_allowed",
@@ -122,11 +136,20 @@ def payout_details(user, values, method, currency):
     else:
         info = dict(values[key])
     if method == "cryptocurrency":
+        # A wallet has no holder name to compare: only the address identifies the payee.
         if (info.get("currency") or currency).upper() != currency:
             raise ValidationFailed(errors={key: {"currency": [f"Must be {currency}, like `currency`."]}})
         info["currency"] = currency
+    elif payment_account_id is not None:
+        info["account_holder_name"] = funding.check_payee_name(
+            user,
+            info.get("account_holder_name"),
+            lambda message: {"payment_account_id": [f"This payout account's holder name is not yours. {message}"]},
+        )
     else:
-        info["account_holder_name"] = (info.get("account_holder_name") or "").strip() or funding.holder_name(user)
+        info["account_holder_name"] = funding.check_payee_name(
+            user, info.get("account_holder_name"), lambda message: {key: {"account_holder_name": [message]}}
+        )
     return info, payment_account_id
 
 
@@ -137,6 +160,7 @@ def create_withdrawal(user, values, client):
     """#26: check everything, then take the money off the trading account now; review follows."""
     account = _own_account(user, values["trading_account_id"])
     check_account(account)
+    check_kyc(user)
     method, amount, currency = values["method"], values["withdrawal_amount"], values["currency"].upper()
     channel, rate = open_channel(user, account, method, amount, currency, values["remittance_id"])
     info, payment_account_id = payout_details(user, values, method, currency)
@@ -268,9 +292,25 @@ def _locked_withdrawal(item):
     return withdrawal
 
 
+def check_payable(withdrawal):
+    """What must still hold when the back office pays: a withdrawal queued before these
+    rules existed is refused here (and can be rejected, which refunds it)."""
+    require_live_account(withdrawal.trading_account, "trading_account_id")
+    user = db.session.get(User, withdrawal.user_id)
+    check_kyc(user)
+    name = payee_name(withdrawal)
+    if name is not None:
+        funding.check_payee_name(
+            user,
+            name,
+            lambda message: {funding.INFO_KEYS[withdrawal.method]: {"account_holder_name": [message]}},
+        )
+
+
 def approve_withdrawal(item, actor):
     """Paid out by the back office: the money left the trading account at request time."""
     withdrawal = _locked_withdrawal(item)
+    check_payable(withdrawal)
     withdrawal.status = "approved"
     withdrawal.completed_at = utcnow()
     _log(withdrawal, "withdrawal.approve", actor=actor)
@@ -292,6 +332,26 @@ def payout_info(withdrawal):
     return json.loads(crypto.decrypt(withdrawal.payout_details_encrypted, SECRET_PURPOSE))
 
 
+def payee_name(withdrawal):
+    """The bank or wire payee's name; None for crypto (a wallet has no holder name)."""
+    if withdrawal.method == "cryptocurrency":
+        return None
+    return payout_info(withdrawal).get("account_holder_name") or ""
+
+
+def payee_view(withdrawal):
+    """The payee name beside the KYC legal name, so a reviewer sees a third party at once."""
+    from crm_app.kyc.services import kyc_legal_name
+
+    legal = kyc_legal_name(withdrawal.user_id)
+    name = payee_name(withdrawal)
+    return {
+        "payee_name": name,
+        "kyc_legal_name": legal,
+        "payee_matches_kyc": None if name is None else same_person_name(name, legal),
+    }
+
+
 def describe_withdrawal(item):
     """The back office's view: account numbers and wallet addresses masked."""
     withdrawal = db.session.get(Withdrawal, item.object_id)
@@ -304,6 +364,9 @@ def describe_withdrawal(item):
         "id": withdrawal.id,
         "order_number": withdrawal.order_number,
         "login": withdrawal.trading_account.login,
+        "is_demo": not is_live_account(withdrawal.trading_account),
+        "trading_account": account_summary(withdrawal.trading_account),
+        **payee_view(withdrawal),
         "amount": f"{withdrawal.amount:.2f}",
         "fee": f"{withdrawal.fee:.2f}",
         "account_currency": withdrawal.account_currency,

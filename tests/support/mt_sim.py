@@ -57,7 +57,12 @@ def simulated_servers(manager_login=MANAGER_LOGIN, manager_password=MANAGER_PASS
             "kind": "live",
             "login_start": 5100000,
             "login_end": 5199999,
-            "groups": [{"name": "real\\standard-usd", **usd, "leverage_max": 200}],
+            "groups": [
+                {"name": "real\\standard-usd", **usd, "leverage_max": 200},
+                # Live groups that take money in and out, in two currencies (the live-money rules).
+                {"name": "real\\normal-usd", **usd},
+                {"name": "real\\normal-eur", **usd, "currency": "EUR"},
+            ],
             **common,
         },
         {

@@ -122,3 +122,40 @@ def pending_application_id(client, book):
     """The id of the newest account-application review item."""
     answer = client.get("/api/v1/admin/audits?type=account_application", headers=book["admin_headers"])
     return answer.get_json()["list"][0]["id"]
+
+
+def open_live(client, headers, book, account_type=None, **overrides):
+    """A live account, opened as the app opens one: the client applies (#14), an admin
+    approves. The client needs approved KYC (`factory.approved_kyc`). Returns its id."""
+    account_type = account_type or book["live_type"]
+    response = apply_live(
+        client,
+        headers,
+        book,
+        trading_account_type_id=account_type["id"],
+        currency=account_type.get("currency", "USD"),
+        **overrides,
+    )
+    assert response.status_code == 201, response.get_json()
+    item_id = pending_application_id(client, book)
+    approved = client.post(f"/api/v1/admin/audits/{item_id}/approve", headers=book["admin_headers"], json={})
+    assert approved.status_code == 200, approved.get_json()
+    return approved.get_json()["object"]["trading_account_id"]
+
+
+def add_live_type(client, book, name="Live Normal", direction="normal", currency="USD"):
+    """Another account type on the book's live server (the book's own live type only takes deposits)."""
+    response = client.post(
+        "/api/v1/admin/trading-account-types",
+        headers=book["admin_headers"],
+        json={
+            "name": name,
+            "server_id": book["live_server"]["id"],
+            "mt_group": f"real\\normal-{currency.lower()}",
+            "leverage_options": [100, 200],
+            "fund_direction": direction,
+            "currency": currency,
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
