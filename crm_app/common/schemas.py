@@ -11,6 +11,10 @@ from marshmallow import fields, validate
 # Primary keys and the columns that refer to them are PostgreSQL `integer`.
 MAX_DB_ID = 2**31 - 1
 
+# Numbers on the wire are ASCII digits: Python's int(), Decimal() and `\d` also read
+# `١٠٠` and `１００` as 100, and int() reads " 1_0 " as 10.
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
 
 class Schema(ma.Schema):
     """Unknown fields are an error (no mass assignment), in every location."""
@@ -33,7 +37,8 @@ class Schema(ma.Schema):
     def check_json_types(self, data, **kwargs):
         """Input has the types the document shows. marshmallow would turn 100.5 into 100
         anywhere, and in a JSON body 1 into true and "7" into 7; query strings and form
-        fields arrive as text (not a plain dict) and keep their conversions."""
+        fields arrive as text (not a plain dict) and keep their conversions, from ASCII
+        digits only."""
         if not isinstance(data, Mapping):
             return data
         json_object = type(data) is dict
@@ -46,6 +51,7 @@ class Schema(ma.Schema):
             if isinstance(field, fields.Integer):
                 fractional = isinstance(value, float) and not value.is_integer()
                 wrong = fractional or (json_object and isinstance(value, bool | str))
+                wrong = wrong or (isinstance(value, str) and not ASCII_INTEGER.fullmatch(value))
             elif isinstance(field, fields.Boolean):
                 wrong = json_object and not isinstance(value, bool)
             else:
@@ -96,14 +102,16 @@ class BrokerTime(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         from crm_app.broker.services import broker_zone
 
+        if not isinstance(value, str) or not re.fullmatch(WIRE_TIME_PATTERN, value):
+            raise self.make_error("invalid")
         try:
-            local = datetime.strptime(str(value), WIRE_TIME_FORMAT).replace(tzinfo=broker_zone())
+            local = datetime.strptime(value, WIRE_TIME_FORMAT).replace(tzinfo=broker_zone())
         except ValueError as exc:
             raise self.make_error("invalid") from exc
         return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-MONEY_PATTERN = r"^-?\d{1,15}(\.\d{1,8})?$"
+MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,8})?$"
 
 
 class Money(fields.Field):
@@ -124,7 +132,7 @@ class Money(fields.Field):
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise self.make_error("invalid")
         text = str(value).strip()
-        if not re.match(MONEY_PATTERN, text):
+        if not re.fullmatch(MONEY_PATTERN, text):
             raise self.make_error("invalid")
         try:
             return Decimal(text)
@@ -132,7 +140,7 @@ class Money(fields.Field):
             raise self.make_error("invalid") from exc
 
 
-WIRE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+WIRE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 
 
 def wire_time_properties(self, field, ret, **kwargs):
