@@ -42,7 +42,9 @@ def test_a_trading_report_filter_of_digits_takes_ascii_digits_only(client, signe
 
 @pytest.mark.parametrize("report", TRADING_REPORTS)
 def test_a_trading_report_filter_of_ascii_digits_still_works(client, signed_in, report):
-    response = client.get(f"/api/v1/reports/{report}?trading_type=all&account=5900001&order_number=42", headers=signed_in)
+    response = client.get(
+        f"/api/v1/reports/{report}?trading_type=all&account=5900001&order_number=42", headers=signed_in
+    )
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["total"] == 0
     # An empty filter is no filter (forms send empty fields).
@@ -128,7 +130,10 @@ def test_a_nul_character_in_a_json_key_or_a_free_form_object_is_422(client, sign
     response = client.put(
         "/api/v1/client/kyc",
         headers=signed_in,
-        json={"current_module": "identity", "kyc_data": {"identity": {"first_name\u0000": "x", "last_name": "a\u0000b"}}},
+        json={
+            "current_module": "identity",
+            "kyc_data": {"identity": {"first_name\u0000": "x", "last_name": "a\u0000b"}},
+        },
     )
     assert "kyc_data" in error_of(response)["errors"]
 
@@ -162,7 +167,8 @@ def test_a_huge_integer_in_a_public_route_body_is_refused(client):
 
 
 def test_a_lone_surrogate_in_a_json_string_is_refused_naming_the_field(client, depositor):
-    text = f'{{"deposit_amount": "100.00", "remittance_id": 1, "trading_account_id": {depositor["account"]}, "remark": "\\ud800"}}'
+    account = depositor["account"]
+    text = f'{{"deposit_amount": "100.00", "remittance_id": 1, "trading_account_id": {account}, "remark": "\\ud800"}}'
     body = error_of(raw_json(client, "/api/v1/client/deposits", depositor["headers"], text))
     assert "remark" in body["errors"], body
 
@@ -194,5 +200,7 @@ def test_money_of_ascii_digits_still_passes_the_schema(client, depositor):
 
 @pytest.mark.parametrize("value", ["２０２４-01-01 00:00:00", "2024-01-01 ٠٠:00:00"])
 def test_a_time_takes_ascii_digits_only(client, signed_in, value):
-    response = client.get("/api/v1/reports/deposits", headers=signed_in, query_string={"status": "all", "start_time": value})
+    response = client.get(
+        "/api/v1/reports/deposits", headers=signed_in, query_string={"status": "all", "start_time": value}
+    )
     assert "start_time" in error_of(response)["errors"]

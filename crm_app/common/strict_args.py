@@ -108,6 +108,7 @@ def odd_multidict_errors(values):
                 break
     return errors
 
+
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
