@@ -15,6 +15,9 @@ MAX_DB_ID = 2**31 - 1
 # `١٠٠` and `１００` as 100, and int() reads " 1_0 " as 10.
 ASCII_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
+# What a PostgreSQL `integer` column holds (ids, logins, sort orders).
+DB_INTEGER = validate.Range(min=-MAX_DB_ID - 1, max=MAX_DB_ID)
+
 
 class Schema(ma.Schema):
     """Unknown fields are an error (no mass assignment), in every location."""
@@ -24,14 +27,15 @@ class Schema(ma.Schema):
 
     def on_bind_field(self, field_name, field_obj):
         """An id the database cannot hold (ids are 32-bit) is refused as input, not
-        sent to PostgreSQL to fail there; the document shows the bounds."""
+        sent to PostgreSQL to fail there; the document shows the bounds. A field that
+        bounds itself from below only (`Range(min=1)`) gets the upper bound too."""
         name = field_obj.data_key or field_name
         if (
             isinstance(field_obj, fields.Integer)
             and (name == "id" or name.endswith("_id"))
-            and not any(isinstance(v, validate.Range) for v in field_obj.validators)
+            and not any(isinstance(v, validate.Range) and v.max is not None for v in field_obj.validators)
         ):
-            field_obj.validators = [*field_obj.validators, validate.Range(min=-MAX_DB_ID - 1, max=MAX_DB_ID)]
+            field_obj.validators = [*field_obj.validators, DB_INTEGER]
 
     @ma.pre_load
     def check_json_types(self, data, **kwargs):
