@@ -518,6 +518,63 @@ def quoted(value):
     return quote(str(value), safe="", errors="surrogatepass")
 
 
+def channel_id(world, role, kind):
+    """The first deposit or withdrawal channel the role sees (the demo broker's)."""
+    key = f"{kind}_channel"
+    if key not in world.ids[role]:
+        listed = world.call("GET", f"/api/v1/client/{kind}-channels", role)["list"]
+        world.ids[role][key] = [listed[0]["id"]] if listed else [1]
+    return world.ids[role][key][0]
+
+
+BANK_INFO = {
+    "bank_country": "GB",
+    "bank_name": "Demo Bank",
+    "bank_no": "GB33BUKB20201555555555",
+    "branch_name": "City",
+    "bsc_code": "20-20-15",
+}
+
+
+def money_baselines(world, role):
+    """Bodies the client's money routes take, so an odd value in one field reaches the
+    service and the database (a generic body would be refused before either)."""
+    if role not in ("client", "ib"):
+        return {}
+    own = world.ids[role]
+    source, target = own["trading_account"][-1], own["trading_account"][0]
+    return {
+        "POST /api/v1/client/deposits": {
+            "deposit_amount": "100.00",
+            "remittance_id": channel_id(world, role, "deposit"),
+            "trading_account_id": target,
+            "remark": "fuzz",
+        },
+        "POST /api/v1/client/transfers": {
+            "amount": "1.00",
+            "remark": "fuzz",
+            "source_trading_account_id": source,
+            "target_trading_account_id": target,
+        },
+        "POST /api/v1/client/withdrawals": {
+            "method": "bank_transfer",
+            "remittance_id": channel_id(world, role, "withdrawal"),
+            "trading_account_id": source,
+            "withdrawal_amount": "50.00",
+            "fee": "0.00",
+            "exchange_rate": "1",
+            "remittance_amount": "50.00",
+            "currency": "USD",
+            "remark": "fuzz",
+            "bank_transfer_info": BANK_INFO,
+        },
+        "POST /api/v1/client/payment-accounts": {"payment_method": "bank_transfer", "bank_transfer_info": BANK_INFO},
+        "POST /api/v1/client/kyc/e-verify/sessions": {"success_url": "/done", "failed_url": "/failed"},
+        "PUT /api/v1/client/kyc": {"current_module": "identity", "kyc_data": {"identity": {"first_name": "Odd"}}},
+        "PUT /api/v1/ib/rebate-payout-account": {"trading_account_id": source},
+    }
+
+
 class OddRequests:
     """Every odd request of one operation: (label, path, query string, JSON text, form, unstorable)."""
 
@@ -536,12 +593,13 @@ class OddRequests:
     def query_string(self, query):
         return "&".join(f"{quoted(k)}={quoted(str(v).lower() if isinstance(v, bool) else v)}" for k, v in query.items())
 
-    def requests(self, path_values):
+    def requests(self, path_values, base_body=None):
         path = self.path
         for name, value in path_values.items():
             path = path.replace("{" + name + "}", quoted(value))
         base_query = self.base_query()
-        base_body = plausible(self.json_schema) if self.json_schema else None
+        if base_body is None and self.json_schema:
+            base_body = plausible(self.json_schema)
         base_form = plausible(self.form_schema) if self.form_schema else None
 
         def request(label, path=path, query=base_query, body=None, number=None, form=base_form, unstorable=False):
@@ -612,7 +670,8 @@ def test_odd_values_in_every_slot_never_answer_5xx(world, path, method, operatio
         if role is not None:
             headers = world.fresh_user(role) if label in SESSION_ENDING else world.headers[role]
         path_values = odd_path_values(world, path, method, role, kind)
-        for slot, url, query, text, form, unstorable in odd.requests(path_values):
+        base_body = money_baselines(world, role).get(label)
+        for slot, url, query, text, form, unstorable in odd.requests(path_values, base_body):
             kwargs = {"headers": headers, "query_string": query}
             if text is not None:
                 kwargs.update(data=text.encode("utf-8", "surrogatepass"), content_type="application/json")
