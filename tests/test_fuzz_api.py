@@ -400,7 +400,7 @@ def test_operation_answers_as_documented(case, world):
 #
 # Generated examples rarely hold a NUL, a lone surrogate, a digit that is not ASCII or an
 # integer Python refuses to read. This pass sends each of them in every query parameter,
-# path parameter and JSON string or number field of every operation (one slot at a time,
+# path parameter, header parameter and JSON string or number field of every operation (one slot at a time,
 # the rest of the request as plausible as the document allows), as each role the
 # operation admits; nothing may answer 5xx, and text no database takes is refused.
 
@@ -409,6 +409,8 @@ HUGE_DIGITS = "9" * 5000  # past Python's 4,300-digit limit for int()
 ODD_TEXT = ["\x00", "a\x00b", "\ud800", "²", "١٠٠", "１００"]
 # Text PostgreSQL cannot store (NUL) or UTF-8 cannot carry (a lone surrogate).
 UNSTORABLE = {"\x00", "a\x00b", "\ud800"}
+# A header is Latin-1 on the wire: the odd values it can carry.
+ODD_HEADER_VALUES = ["\x00", "a\x00b", "²", "\xa0"]
 ODD_NUMBERS = [HUGE_DIGITS, str(2**63), str(2**31), "-" + HUGE_DIGITS]
 PATTERN_CANDIDATES = ["USD", "10.00", "2024-01-01 00:00:00", "123456", "abc", "x", "https://example.test", "GB"]
 
@@ -576,13 +578,15 @@ def money_baselines(world, role):
 
 
 class OddRequests:
-    """Every odd request of one operation: (label, path, query string, JSON text, form, unstorable)."""
+    """Every odd request of one operation: (label, path, query string, JSON text, form, unstorable,
+    headers)."""
 
     def __init__(self, path, method, operation):
         self.path, self.method, self.operation = path, method.upper(), operation
         parameters = operation.get("parameters", [])
         self.path_parameters = [p for p in parameters if p.get("in") == "path"]
         self.query_parameters = [p for p in parameters if p.get("in") == "query"]
+        self.header_parameters = [p for p in parameters if p.get("in") == "header"]
         content = operation.get("requestBody", {}).get("content", {})
         self.json_schema = content.get("application/json", {}).get("schema")
         self.form_schema = content.get("application/x-www-form-urlencoded", {}).get("schema")
@@ -602,9 +606,15 @@ class OddRequests:
             base_body = plausible(self.json_schema)
         base_form = plausible(self.form_schema) if self.form_schema else None
 
-        def request(label, path=path, query=base_query, body=None, number=None, form=base_form, unstorable=False):
+        def request(
+            label, path=path, query=base_query, body=None, number=None, form=base_form, unstorable=False, headers=None
+        ):
             text = json_text(body if body is not None else base_body, number) if self.json_schema else None
-            return label, path, self.query_string(query), text, form, unstorable
+            return label, path, self.query_string(query), text, form, unstorable, headers or {}
+
+        for parameter in self.header_parameters:
+            for value in ODD_HEADER_VALUES:
+                yield request(f"header {parameter['name']}={value!r}", headers={parameter["name"]: value})
 
         for parameter in self.path_parameters:
             for value in ODD_TEXT:
@@ -671,8 +681,8 @@ def test_odd_values_in_every_slot_never_answer_5xx(world, path, method, operatio
             headers = world.fresh_user(role) if label in SESSION_ENDING else world.headers[role]
         path_values = odd_path_values(world, path, method, role, kind)
         base_body = money_baselines(world, role).get(label)
-        for slot, url, query, text, form, unstorable in odd.requests(path_values, base_body):
-            kwargs = {"headers": headers, "query_string": query}
+        for slot, url, query, text, form, unstorable, extra_headers in odd.requests(path_values, base_body):
+            kwargs = {"headers": {**headers, **extra_headers}, "query_string": query}
             if text is not None:
                 kwargs.update(data=text.encode("utf-8", "surrogatepass"), content_type="application/json")
             elif form is not None:

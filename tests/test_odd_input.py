@@ -97,9 +97,10 @@ def depositor(client, factory, book):
     return {"headers": headers, "account": open_demo(client, headers, book).get_json()["id"]}
 
 
-def deposit(client, depositor, **fields):
+def deposit(client, depositor, headers_extra=None, **fields):
     body = {"deposit_amount": "100.00", "remittance_id": 1, "trading_account_id": depositor["account"], **fields}
-    return client.post("/api/v1/client/deposits", headers=depositor["headers"], json=body)
+    headers = {**depositor["headers"], **(headers_extra or {})}
+    return client.post("/api/v1/client/deposits", headers=headers, json=body)
 
 
 def test_a_nul_character_in_a_json_string_is_422_naming_the_field(client, depositor):
@@ -204,3 +205,20 @@ def test_a_time_takes_ascii_digits_only(client, signed_in, value):
         "/api/v1/reports/deposits", headers=signed_in, query_string={"status": "all", "start_time": value}
     )
     assert "start_time" in error_of(response)["errors"]
+
+
+def test_a_body_on_a_route_that_takes_none_is_refused_even_with_a_huge_integer(client, signed_in):
+    """The unknown key is named though Python cannot read the number."""
+    response = client.get(
+        "/api/v1/client/kyc", headers={**signed_in, "Content-Type": "application/json"}, data=f'{{"n": {HUGE}}}'
+    )
+    assert error_of(response)["errors"] == {"n": ["Unknown field."]}
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.get("/api/v1/client/kyc", headers={**signed_in, "Content-Type": "application/json"}, data=deep)
+    assert response.status_code < 500
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "١٢٣"])
+def test_an_odd_idempotency_key_is_no_500(client, depositor, key):
+    response = deposit(client, depositor, headers_extra={"Idempotency-Key": key})
+    assert response.status_code < 500, response.get_json()

@@ -125,7 +125,10 @@ def refuse_undeclared_arguments(handler, check_json=True):
     if request.mimetype in FORM_TYPES and not declared & {"form", "json_or_form"}:
         unknown.extend(request.form)
     if check_json and request.is_json and not declared & {"json", "json_or_form"}:
-        body = request.get_json(silent=True)
+        try:
+            body = load_json_text(request.get_data(cache=True).decode("utf-8"))
+        except (ValueError, RecursionError):  # not JSON we can read: no field to name
+            body = None
         if isinstance(body, dict):
             unknown.extend(body)
     if unknown:
