@@ -222,3 +222,10 @@ def test_a_body_on_a_route_that_takes_none_is_refused_even_with_a_huge_integer(c
 def test_an_odd_idempotency_key_is_no_500(client, depositor, key):
     response = deposit(client, depositor, headers_extra={"Idempotency-Key": key})
     assert response.status_code < 500, response.get_json()
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000])
+def test_a_deeply_nested_body_is_a_4xx(client, signed_in, depth):
+    text = '{"current_module": "identity", "kyc_data": ' + "[" * depth + "]" * depth + "}"
+    response = client.put("/api/v1/client/kyc", headers={**signed_in, "Content-Type": "application/json"}, data=text)
+    assert 400 <= response.status_code < 500

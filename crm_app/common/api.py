@@ -165,11 +165,11 @@ class StrictFlaskParser(FlaskParser):
             return core.missing
         try:
             data = load_json_text(req.get_data(cache=True).decode("utf-8"))
+            errors = odd_value_errors(data)
         except RecursionError:
             raise json.JSONDecodeError("JSON nested too deeply", "<body>", 0) from None
         except UnicodeDecodeError as exc:
             raise json.JSONDecodeError(f"Bytes decoding error: {exc.reason}", "<body>", exc.start) from None
-        errors = odd_value_errors(data)
         if errors:
             raise ma.ValidationError(errors)
         return data
