@@ -60,6 +60,7 @@ def test_a_trading_report_filter_of_ascii_digits_still_works(client, signed_in, 
         "/api/v1/reports/positions?trading_type=all&symbol=EUR%00USD",
         "/api/v1/reports/deposits?status=all&start_time=2024-01-01%2000:00:00%00",
         "/api/v1/client/trading-accounts?currency=%00",
+        "/api/v1/client/transfers?order_number=%00",
     ],
 )
 def test_a_nul_character_in_a_list_filter_is_422_naming_the_filter(client, signed_in, query):
@@ -78,6 +79,17 @@ def test_an_integer_query_argument_takes_ascii_digits_only(client, signed_in, va
     """marshmallow's Integer calls int(), which reads `١` as 1 and `1_0` as 10."""
     response = client.get("/api/v1/client/transfers", headers=signed_in, query_string={"page": value})
     assert "page" in error_of(response)["errors"]
+
+
+@pytest.mark.parametrize("digits", ["١", "１", "²"])
+def test_an_id_in_a_path_takes_ascii_digits_only(client, factory, book, digits):
+    """werkzeug's `int` converter matches `\\d+` and calls int(): `/trading-accounts/１` was account 1."""
+    user = factory.user()
+    headers = factory.headers(client, user)
+    account_id = open_demo(client, headers, book).get_json()["id"]
+    assert account_id == 1
+    assert client.get("/api/v1/client/trading-accounts/1", headers=headers).status_code == 200
+    error_of(client.get(f"/api/v1/client/trading-accounts/{digits}", headers=headers), 404)
 
 
 def test_a_nul_character_in_a_path_parameter_is_404(client, signed_in):

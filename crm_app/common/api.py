@@ -99,7 +99,10 @@ class ErrorResponsesPlugin(BasePlugin):
 
 class DatabaseIdConverter(IntegerConverter):
     """`<int:...>` names a row: a number past PostgreSQL's `integer` is no row (404),
-    not a query that fails in the database."""
+    not a query that fails in the database; and it is ASCII digits (werkzeug's own
+    pattern and int() read `١٢` as 12)."""
+
+    regex = r"[0-9]+"
 
     def __init__(self, map, fixed_digits=0, min=None, max=MAX_DB_ID, signed=False):  # noqa: A002
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
