@@ -20,6 +20,7 @@ def create_app(overrides=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     from crm_app.common.api import register_security_scheme
+    from crm_app.common.headers import register_security_headers
     from crm_app.common.reads import configure_request_connections
     from crm_app.common.runtime import Runtime
     from crm_app.common.schemas import register_field_types
@@ -39,6 +40,7 @@ def create_app(overrides=None):
     configure_jwt(jwt)
     register_blueprints(app, api)
     register_plain_routes(app)
+    register_security_headers(app)
     register_commands(app)
     return app
 

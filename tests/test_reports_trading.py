@@ -119,7 +119,7 @@ def test_history_orders_filters(client, traders):
     carol = traders["accounts"]["carol"]
     assert listing(client, headers, base + f"all&account={carol.login}")["total"] == 2
     assert listing(client, headers, base + f"all&trading_account_id={carol.id}")["total"] == 2
-    assert listing(client, headers, base + "all&account=not-a-login")["total"] == 0
+    assert client.get(base + "all&account=not-a-login", headers=headers).status_code == 422  # logins are digits
     one = listing(client, headers, base + f"all&size=1&account={carol.login}")["list"][0]
     by_ticket = listing(client, headers, base + f"all&order_number={one['order_number']}&account={carol.login}")
     assert [row["order_number"] for row in by_ticket["list"]] == [one["order_number"]]

@@ -12,6 +12,7 @@ names every operation of the app's own OpenAPI document, so a new route cannot b
 forgotten.
 """
 
+import functools
 import io
 import re
 from dataclasses import dataclass, field
@@ -650,6 +651,7 @@ def test_the_wrong_role_is_403(matrix, route, role):
     api, world = matrix
     response = call(api, route, path_of(route, world), headers=bearer(world["tokens"][role]))
     assert assert_error_shape(response, 403)["code"] == "forbidden"
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def revoked_cases():
@@ -710,6 +712,72 @@ def test_an_undeclared_query_argument_is_422(matrix, route):
     api, world = matrix
     response = call(api, route, path_of(route, world), headers=caller_of(route, world), query=f"?{UNKNOWN}=x")
     assert UNKNOWN in assert_error_shape(response, 422)["errors"]
+
+
+@functools.cache
+def documented_spec(app):
+    with app.test_request_context():
+        from crm_app.extensions import api
+
+        return api.spec.to_dict()
+
+
+def first_text_field(app, route):
+    """The operation's first free-text field (no enum, no pattern) in its body or query:
+    the odd-input checks send their value there (an unknown field when it has none)."""
+    spec = documented_spec(app)
+    operation = spec["paths"][route.path][route.method.lower()]
+    if route.body == "json":
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        if "$ref" in schema:
+            schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        candidates = schema.get("properties", {}).items()
+    else:
+        candidates = [(p["name"], p.get("schema", {})) for p in operation.get("parameters", []) if p["in"] == "query"]
+    for name, field_schema in candidates:
+        if field_schema.get("type") == "string" and not {"enum", "pattern", "format"} & set(field_schema):
+            return name
+    return UNKNOWN
+
+
+NUL_MESSAGE = "Must not contain NUL characters."
+
+
+def odd_input_cases():
+    return [pytest.param(route, id=route.id) for route in ROUTES if route.body or route.query]
+
+
+@pytest.mark.parametrize("route", odd_input_cases())
+def test_odd_text_or_an_unreadable_number_is_422_naming_the_field(app, matrix, route):
+    """No PostgreSQL text takes a NUL, no UTF-8 a lone surrogate, and Python refuses to read
+    an integer of more than 4,300 digits: each is refused, naming the field, before any lookup."""
+    api, world = matrix
+    path, headers = path_of(route, world), caller_of(route, world)
+    name = first_text_field(app, route) if route.body in ("json", None) else UNKNOWN
+    if route.body == "json":
+        for value, message in (
+            ('"a\\u0000b"', NUL_MESSAGE),
+            ('"\\ud800"', "Not valid text (a lone surrogate has no UTF-8 form)."),
+            ("9" * 5000, "Number out of range."),
+        ):
+            text = f'{{"{name}": {value}}}'
+            response = api.open(path, method=route.method, headers=headers, data=text, content_type="application/json")
+            assert assert_error_shape(response, 422)["errors"].get(name) == [message], (name, value[:10])
+    elif route.body in ("form", "multipart"):
+        response = api.open(path, method=route.method, headers=headers, data={name: "a\x00b"})
+        assert name in assert_error_shape(response, 422)["errors"]
+    else:
+        response = api.open(f"{path}?{name}=a%00b", method=route.method, headers=headers)
+        assert assert_error_shape(response, 422)["errors"].get(name) == [NUL_MESSAGE], name
+
+
+@pytest.mark.parametrize("route", [p for p in routes_of(ANY, CLIENT, IB, ADMIN) if p.values[0].method == "GET"])
+def test_every_answer_to_a_signed_in_read_is_not_stored(matrix, route):
+    """Tokens, KYC data and full bank numbers stay out of every cache (reads change nothing)."""
+    api, world = matrix
+    response = call(api, route, path_of(route, world), headers=caller_of(route, world))
+    assert response.status_code < 500
+    assert response.headers["Cache-Control"] in ("no-store", "private, no-store"), route.id
 
 
 def test_a_token_is_checked_before_the_arguments(matrix):

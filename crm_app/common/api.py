@@ -12,12 +12,13 @@ from flask import current_app, g, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.local import LocalProxy
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from crm_app.common.i18n import translate, translate_field_errors
 from crm_app.common.schemas import MAX_DB_ID
+from crm_app.common.strict_args import load_json_text, odd_multidict_errors, odd_value_errors
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,22 @@ class ErrorResponsesPlugin(BasePlugin):
 
 class DatabaseIdConverter(IntegerConverter):
     """`<int:...>` names a row: a number past PostgreSQL's `integer` is no row (404),
-    not a query that fails in the database."""
+    not a query that fails in the database; and it is ASCII digits (werkzeug's own
+    pattern and int() read `١٢` as 12)."""
+
+    regex = r"[0-9]+"
 
     def __init__(self, map, fixed_digits=0, min=None, max=MAX_DB_ID, signed=False):  # noqa: A002
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+class PlainTextConverter(UnicodeConverter):
+    """A text path segment never holds a NUL (PostgreSQL refuses it in text): such a
+    path names no object (404), rather than a query that fails in the database."""
+
+    def __init__(self, map, minlength=1, maxlength=None, length=None):  # noqa: A002
+        super().__init__(map, minlength=minlength, maxlength=maxlength, length=length)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]")
 
 
 class Api(SmorestApi):
@@ -109,6 +122,7 @@ class Api(SmorestApi):
 
     def init_app(self, app, *, spec_kwargs=None):
         app.url_map.converters["int"] = DatabaseIdConverter
+        app.url_map.converters["default"] = app.url_map.converters["string"] = PlainTextConverter
         spec_kwargs = dict(spec_kwargs or {})
         spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), ErrorResponsesPlugin()]
         super().init_app(app, spec_kwargs=spec_kwargs)
@@ -147,18 +161,35 @@ class StrictFlaskParser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION = {}
 
     def _raw_load_json(self, req):
-        # Bodies that parse but cannot be handled (nested past the recursion limit, lone
-        # surrogates that no database or hash accepts) are bad JSON: 400, not 500.
+        # Bodies that parse but cannot be handled (nested past the recursion limit) are
+        # bad JSON: 400, not 500. Text no database takes and numbers no field takes are
+        # refused naming the field (see strict_args).
+        if not is_json_request(req):
+            return core.missing
         try:
-            data = super()._raw_load_json(req)
+            data = load_json_text(req.get_data(cache=True).decode("utf-8"))
+            errors = odd_value_errors(data)
         except RecursionError:
             raise json.JSONDecodeError("JSON nested too deeply", "<body>", 0) from None
-        if data is not core.missing:
-            try:
-                json.dumps(data, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                raise json.JSONDecodeError("Lone surrogate in a JSON string", "<body>", 0) from None
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"Bytes decoding error: {exc.reason}", "<body>", exc.start) from None
+        if errors:
+            raise ma.ValidationError(errors)
         return data
+
+    def load_querystring(self, req, schema):
+        refuse_odd_text(req.args)
+        return super().load_querystring(req, schema)
+
+    def load_form(self, req, schema):
+        refuse_odd_text(req.form)
+        return super().load_form(req, schema)
+
+
+def refuse_odd_text(values):
+    errors = odd_multidict_errors(values)
+    if errors:
+        raise ma.ValidationError(errors)
 
 
 ROLE_MEMBERS = {

@@ -11,6 +11,13 @@ from marshmallow import fields, validate
 # Primary keys and the columns that refer to them are PostgreSQL `integer`.
 MAX_DB_ID = 2**31 - 1
 
+# Numbers on the wire are ASCII digits: Python's int(), Decimal() and `\d` also read
+# `١٠٠` and `１００` as 100, and int() reads " 1_0 " as 10.
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+# What a PostgreSQL `integer` column holds (ids, logins, sort orders).
+DB_INTEGER = validate.Range(min=-MAX_DB_ID - 1, max=MAX_DB_ID)
+
 
 class Schema(ma.Schema):
     """Unknown fields are an error (no mass assignment), in every location."""
@@ -20,20 +27,22 @@ class Schema(ma.Schema):
 
     def on_bind_field(self, field_name, field_obj):
         """An id the database cannot hold (ids are 32-bit) is refused as input, not
-        sent to PostgreSQL to fail there; the document shows the bounds."""
+        sent to PostgreSQL to fail there; the document shows the bounds. A field that
+        bounds itself from below only (`Range(min=1)`) gets the upper bound too."""
         name = field_obj.data_key or field_name
         if (
             isinstance(field_obj, fields.Integer)
             and (name == "id" or name.endswith("_id"))
-            and not any(isinstance(v, validate.Range) for v in field_obj.validators)
+            and not any(isinstance(v, validate.Range) and v.max is not None for v in field_obj.validators)
         ):
-            field_obj.validators = [*field_obj.validators, validate.Range(min=-MAX_DB_ID - 1, max=MAX_DB_ID)]
+            field_obj.validators = [*field_obj.validators, DB_INTEGER]
 
     @ma.pre_load
     def check_json_types(self, data, **kwargs):
         """Input has the types the document shows. marshmallow would turn 100.5 into 100
         anywhere, and in a JSON body 1 into true and "7" into 7; query strings and form
-        fields arrive as text (not a plain dict) and keep their conversions."""
+        fields arrive as text (not a plain dict) and keep their conversions, from ASCII
+        digits only."""
         if not isinstance(data, Mapping):
             return data
         json_object = type(data) is dict
@@ -46,6 +55,7 @@ class Schema(ma.Schema):
             if isinstance(field, fields.Integer):
                 fractional = isinstance(value, float) and not value.is_integer()
                 wrong = fractional or (json_object and isinstance(value, bool | str))
+                wrong = wrong or (isinstance(value, str) and not ASCII_INTEGER.fullmatch(value))
             elif isinstance(field, fields.Boolean):
                 wrong = json_object and not isinstance(value, bool)
             else:
@@ -96,14 +106,16 @@ class BrokerTime(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         from crm_app.broker.services import broker_zone
 
+        if not isinstance(value, str) or not re.fullmatch(WIRE_TIME_PATTERN, value):
+            raise self.make_error("invalid")
         try:
-            local = datetime.strptime(str(value), WIRE_TIME_FORMAT).replace(tzinfo=broker_zone())
+            local = datetime.strptime(value, WIRE_TIME_FORMAT).replace(tzinfo=broker_zone())
         except ValueError as exc:
             raise self.make_error("invalid") from exc
         return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-MONEY_PATTERN = r"^-?\d{1,15}(\.\d{1,8})?$"
+MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,8})?$"
 
 
 class Money(fields.Field):
@@ -124,7 +136,7 @@ class Money(fields.Field):
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise self.make_error("invalid")
         text = str(value).strip()
-        if not re.match(MONEY_PATTERN, text):
+        if not re.fullmatch(MONEY_PATTERN, text):
             raise self.make_error("invalid")
         try:
             return Decimal(text)
@@ -132,7 +144,7 @@ class Money(fields.Field):
             raise self.make_error("invalid") from exc
 
 
-WIRE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+WIRE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 
 
 def wire_time_properties(self, field, ret, **kwargs):

@@ -1,14 +1,113 @@
-"""Input a route does not declare is refused (422), wherever it is sent.
+"""Input a route does not declare, or text no database takes, is refused (422).
 
 The schemas refuse unknown fields themselves; this covers the places a route takes
 nothing from at all (a query string on a route without query arguments, form fields
 next to an upload, a JSON body on a route without one), so no input is ever silently
 ignored. Routes behind a token are checked after the token (401/403 come first).
+
+Every value the parser hands to a schema (JSON body, query string, form) is first
+checked for what no route can store or compare: NUL characters (PostgreSQL refuses
+them in text), lone surrogates (they have no UTF-8 form) and JSON numbers past 64
+bits (Python refuses to even read an integer of more than 4,300 digits). Each is a
+422 naming the field, checked once here rather than in every schema.
 """
+
+import json
+import math
+import re
 
 from flask import current_app, request
 
 from crm_app.common.errors import ValidationFailed
+
+ODD_TEXT = re.compile("[\x00\ud800-\udfff]")
+NUL_MESSAGE = "Must not contain NUL characters."
+SURROGATE_MESSAGE = "Not valid text (a lone surrogate has no UTF-8 form)."
+ODD_NAME_MESSAGE = "Field names must not contain NUL characters or lone surrogates."
+NUMBER_MESSAGE = "Number out of range."
+# Integers in a JSON body fit a signed 64-bit column, or no field takes them.
+MAX_JSON_INTEGER = 2**63 - 1
+MAX_JSON_INTEGER_DIGITS = len(str(MAX_JSON_INTEGER))
+
+
+class OutOfRange:
+    """A JSON integer too long to be read: kept as a marker so the field can be named."""
+
+    __slots__ = ()
+
+
+OUT_OF_RANGE = OutOfRange()
+
+
+def parse_json_integer(text):
+    if len(text.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        return OUT_OF_RANGE
+    return int(text)
+
+
+def refuse_constant(name):
+    """`NaN` and `Infinity` are not JSON (Python's reader accepts them)."""
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def load_json_text(text):
+    """The JSON body, with numbers no field can take marked instead of failing."""
+    return json.loads(text, parse_int=parse_json_integer, parse_constant=refuse_constant)
+
+
+def text_error(value):
+    match = ODD_TEXT.search(value)
+    if match is None:
+        return None
+    return NUL_MESSAGE if match.group() == "\x00" else SURROGATE_MESSAGE
+
+
+def shown_name(name):
+    return ODD_TEXT.sub("\ufffd", name)
+
+
+def odd_value_errors(value):
+    """marshmallow-shaped errors (`{field: [messages]}`, lists by index) for every odd
+    string, key or number inside a parsed JSON value; None when there is none."""
+    if isinstance(value, str):
+        message = text_error(value)
+        return [message] if message else None
+    if value is OUT_OF_RANGE:
+        return [NUMBER_MESSAGE]
+    if isinstance(value, float):
+        return None if math.isfinite(value) else [NUMBER_MESSAGE]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -MAX_JSON_INTEGER - 1 <= value <= MAX_JSON_INTEGER else [NUMBER_MESSAGE]
+    if isinstance(value, dict):
+        errors = {}
+        for key, item in value.items():
+            if ODD_TEXT.search(key):
+                errors[shown_name(key)] = [ODD_NAME_MESSAGE]
+                continue
+            found = odd_value_errors(item)
+            if found:
+                errors[key] = found
+        return errors or None
+    if isinstance(value, list):
+        errors = {index: found for index, item in enumerate(value) if (found := odd_value_errors(item))}
+        return errors or None
+    return None
+
+
+def odd_multidict_errors(values):
+    """The same for a query string or form (every value of a repeated key)."""
+    errors = {}
+    for key, items in values.lists():
+        if ODD_TEXT.search(key):
+            errors[shown_name(key)] = [ODD_NAME_MESSAGE]
+            continue
+        for item in items:
+            message = text_error(item) if isinstance(item, str) else None
+            if message:
+                errors[key] = [message]
+                break
+    return errors
+
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -26,11 +125,14 @@ def refuse_undeclared_arguments(handler, check_json=True):
     if request.mimetype in FORM_TYPES and not declared & {"form", "json_or_form"}:
         unknown.extend(request.form)
     if check_json and request.is_json and not declared & {"json", "json_or_form"}:
-        body = request.get_json(silent=True)
+        try:
+            body = load_json_text(request.get_data(cache=True).decode("utf-8"))
+        except (ValueError, RecursionError):  # not JSON we can read: no field to name
+            body = None
         if isinstance(body, dict):
             unknown.extend(body)
     if unknown:
-        raise ValidationFailed(errors={name: ["Unknown field."] for name in unknown})
+        raise ValidationFailed(errors={shown_name(name): ["Unknown field."] for name in unknown})
 
 
 def operation_handler():

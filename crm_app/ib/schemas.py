@@ -88,7 +88,7 @@ class ClientListSchema(Schema):
 class ClientAccountQuerySchema(PageQuerySchema):
     user_name = text_filter(200, "姓名 (partial, any case; name or email)")
     account_id = fields.String(
-        validate=validate.Regexp(r"^\d{1,18}$", error="A trading account login (digits)."),
+        validate=validate.Regexp(r"^[0-9]{1,18}$", error="A trading account login (digits)."),
         metadata={"description": "交易账户在MT4的ID: the login on the trading server"},
     )
     trading_account_type_name = text_filter(64, "交易账号类型名称 (exact, any case)")

@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import EmptySchema, Schema  # noqa: F401  (EmptySchema: the seed's `{}`)
+from crm_app.common.schemas import DB_INTEGER, EmptySchema, Schema  # noqa: F401  (EmptySchema: the seed's `{}`)
 from crm_app.kyc import services
 from crm_app.kyc.models import KYC_STATUSES, MODULES
 
@@ -96,7 +96,7 @@ class FormFieldSchema(Schema):
     key = fields.String()
     name = fields.String()
     options = fields.List(fields.Nested(FieldOptionSchema))
-    sort = fields.Integer()
+    sort = fields.Integer(validate=DB_INTEGER)
     type = fields.String()
     url = fields.String(metadata={"description": "The document this field refers to (agreements)"})
     value = fields.Raw(allow_none=True, metadata={"description": "The caller's saved value"})
@@ -204,7 +204,7 @@ class AdminFieldSchema(Schema):
     is_required = fields.Boolean(load_default=False)
     is_enabled = fields.Boolean(load_default=True)
     options = fields.List(fields.Nested(FieldOptionSchema), load_default=list, validate=validate.Length(max=200))
-    sort = fields.Integer()
+    sort = fields.Integer(validate=DB_INTEGER)
     description = fields.String(validate=validate.Length(max=500))
     url = fields.String(validate=validate.Length(max=1024))
     value = fields.Raw(dump_only=True)
@@ -214,7 +214,7 @@ class AdminModuleSchema(Schema):
     key = fields.String()
     name = fields.String()
     group = fields.String(metadata={"description": "Where #28 shows it: identity, kyc or agreement"})
-    sort = fields.Integer()
+    sort = fields.Integer(validate=DB_INTEGER)
     is_enabled = fields.Boolean()
     is_required = fields.Boolean(metadata={"description": "e_verify only: a passed verification is needed"})
     description = fields.String()
@@ -229,7 +229,7 @@ class AdminFormSchema(Schema):
 class AdminModuleUpdateSchema(Schema):
     module = fields.String(required=True, validate=validate.OneOf(MODULES))
     name = fields.String(validate=validate.Length(min=1, max=128))
-    sort = fields.Integer()
+    sort = fields.Integer(validate=DB_INTEGER)
     is_enabled = fields.Boolean()
     is_required = fields.Boolean()
     description = fields.String(validate=validate.Length(max=500))
@@ -249,7 +249,7 @@ class QuestionSchema(Schema):
     component_type = fields.String(required=True, validate=validate.OneOf(services.QUESTION_COMPONENTS))
     is_required = fields.Boolean(load_default=True)
     options = fields.List(fields.Nested(OptionSchema), load_default=list, validate=validate.Length(max=100))
-    sort = fields.Integer()
+    sort = fields.Integer(validate=DB_INTEGER)
 
 
 class QuestionnaireSchema(Schema):
@@ -257,7 +257,7 @@ class QuestionnaireSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     description = fields.String(validate=validate.Length(max=500))
     is_enabled = fields.Boolean()
-    sort = fields.Integer()
+    sort = fields.Integer(validate=DB_INTEGER)
     questions = fields.List(fields.Nested(QuestionSchema), required=True, validate=validate.Length(max=200))
 
 

@@ -62,7 +62,7 @@ ADULT_AGE = 18
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_PATTERN = re.compile(r"^\+?[0-9][0-9 ()\-]{4,28}$")
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 TEXT_LIMITS = {"text": 2000}
 DEFAULT_TEXT_LIMIT = 255
 

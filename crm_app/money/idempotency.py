@@ -20,6 +20,7 @@ same transaction, so the database always knows whether anything was done:
 
 import functools
 import hashlib
+import re
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -33,13 +34,15 @@ from crm_app.extensions import db
 from crm_app.money.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
 
 HEADER_DOC = {
     "in": "header",
     "name": HEADER,
     "required": False,
     "schema": {"type": "string", "maxLength": 128},
-    "description": "Same key and body: the first answer is replayed. Same key, other body: 409.",
+    "description": "1 to 128 visible ASCII characters. Same key and body: the first answer is replayed. "
+    "Same key, other body: 409.",
 }
 
 
@@ -162,8 +165,9 @@ def idempotent(blp):
             if key is None:
                 return func(*args, **kwargs)
             key = key.strip()
-            if not key or len(key) > 128:
-                raise ValidationFailed(errors={HEADER: ["1 to 128 characters."]})
+            # Visible ASCII only: a NUL would fail in the database, and keys are compared as sent.
+            if not KEY_PATTERN.fullmatch(key):
+                raise ValidationFailed(errors={HEADER: ["1 to 128 visible ASCII characters."]})
             user_id, route = current_user.id, request.url_rule.rule + ":" + request.method
             replay = _reserve(user_id, route, key, request_fingerprint())
             if replay is not None:

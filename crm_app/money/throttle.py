@@ -13,7 +13,7 @@ from flask import current_app, request
 from crm_app.common.errors import TooManyRequests
 from crm_app.common.runtime import runtime
 from crm_app.extensions import db
-from crm_app.money.idempotency import HEADER
+from crm_app.money.idempotency import HEADER, KEY_PATTERN
 from crm_app.money.models import IdempotencyRecord
 
 
@@ -23,7 +23,7 @@ def route_key():
 
 def repeats_a_known_key(user_id):
     key = (request.headers.get(HEADER) or "").strip()
-    if not key or len(key) > 128:
+    if not KEY_PATTERN.fullmatch(key):
         return False
     return db.session.get(IdempotencyRecord, (user_id, route_key(), key)) is not None
 

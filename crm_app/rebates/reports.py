@@ -95,7 +95,8 @@ def commission_details_query(user, filters):
     )
     if filters.get("rebate_aggregation_id") not in (None, ""):
         text = str(filters["rebate_aggregation_id"]).strip()
-        query = query.where(Rebate.settlement_id == int(text)) if text.isdigit() else query.where(false())
+        digits = text.isascii() and text.isdigit()
+        query = query.where(Rebate.settlement_id == int(text)) if digits else query.where(false())
     if filters.get("client_user_name"):
         query = query.where(_name_like(Client, filters["client_user_name"]))
     column = _time_column(filters, Rebate.calculated_at, RebateSettlement.grant_at)

@@ -224,7 +224,7 @@ class CommissionDetailFilterSchema(CommissionFilterSchema):
         metadata={"description": "客户用户名: the client's name or email (partial, any case)"},
     )
     rebate_aggregation_id = fields.String(
-        validate=validate.And(validate.Length(max=12), NO_NUL),
+        validate=validate.Regexp(r"^ *([0-9]{1,9} *)?$", error="A settlement id (digits)."),
         metadata={"description": "The settlement (#59 `id`)"},
     )
 

@@ -99,9 +99,14 @@ def Price(**kwargs):  # noqa: N802 - a field factory, named like the fields it m
     return Fixed(places=5, **kwargs)
 
 
+# Logins and tickets are numbers on the trading server: ASCII digits only (`²` and `١٠٠`
+# are digits to Python, not to PostgreSQL); empty is no filter.
+DIGITS = validate.Regexp(r"^ *([0-9]{1,18} *)?$", error="Digits only (0-9).")
+
+
 class TradingFilterSchema(PageQuerySchema, TimeRangeSchema):
-    order_number = fields.String(validate=validate.Length(max=32), metadata={"description": "Position or order ticket"})
-    account = fields.String(validate=validate.Length(max=20), metadata={"description": "Trading account (login)"})
+    order_number = fields.String(validate=DIGITS, metadata={"description": "Position or order ticket (digits)"})
+    account = fields.String(validate=DIGITS, metadata={"description": "Trading account (login, digits)"})
     symbol = fields.String(validate=validate.Length(max=32))
     server_id = fields.Integer()
     trading_account_id = fields.Integer()

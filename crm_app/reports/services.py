@@ -206,14 +206,14 @@ def _trading_filters(model, filters, time_column, type_column, ticket_columns):
         conditions.append(model.server_id == filters["server_id"])
     if filters.get("account"):
         account = filters["account"].strip()
-        conditions.append(model.login == int(account) if account.isdigit() and len(account) <= 18 else false())
+        conditions.append(model.login == int(account) if account.isascii() and account.isdigit() else false())
     if filters.get("symbol"):
         conditions.append(model.symbol == filters["symbol"].strip().upper())
     if filters.get("trading_type") and filters["trading_type"] != "all":
         conditions.append(type_column == filters["trading_type"].lower())
     if filters.get("order_number"):
         text = filters["order_number"].strip()
-        if text.isdigit() and len(text) <= 18:
+        if text.isascii() and text.isdigit():
             conditions.append(or_(*(column == int(text) for column in ticket_columns)))
         else:
             conditions.append(false())

@@ -1,7 +1,10 @@
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import MAX_DB_ID, BrokerTime, Money, PageQuerySchema, Schema
 from crm_app.trading.models import FUND_DIRECTIONS, PLATFORMS
+
+# Logins are PostgreSQL `integer` columns.
+LOGIN = validate.Range(min=1, max=MAX_DB_ID)
 
 URL = lambda **kw: fields.String(validate=validate.Length(max=1024), **kw)  # noqa: E731
 
@@ -161,15 +164,15 @@ class TradingServerSchema(Schema):
     is_demo = fields.Boolean(required=True)
     connector = fields.String(validate=validate.OneOf(("mt5_webapi",)), load_default="mt5_webapi")
     base_url = fields.String(required=True, validate=validate.Regexp(r"^https?://", error="An http(s) URL."))
-    manager_login = fields.Integer(required=True, validate=validate.Range(min=1))
+    manager_login = fields.Integer(required=True, validate=LOGIN)
     manager_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=64))
     timezone = fields.String(load_default="UTC", validate=validate.Length(max=64))
     next_login = fields.Integer(
         required=True,
-        validate=validate.Range(min=1),
+        validate=LOGIN,
         metadata={"description": "First login the CRM hands out on this server"},
     )
-    last_login = fields.Integer(required=True, validate=validate.Range(min=1))
+    last_login = fields.Integer(required=True, validate=LOGIN)
     enabled = fields.Boolean(load_default=True)
     server_type = fields.String(dump_only=True)
     free_logins = fields.Method(
@@ -204,11 +207,11 @@ class TradingServerUpdateSchema(TradingServerSchema):
     is_demo = fields.Boolean()
     connector = fields.String(validate=validate.OneOf(("mt5_webapi",)))
     base_url = fields.String(validate=validate.Regexp(r"^https?://", error="An http(s) URL."))
-    manager_login = fields.Integer(validate=validate.Range(min=1))
+    manager_login = fields.Integer(validate=LOGIN)
     manager_password = fields.String(load_only=True, validate=validate.Length(min=1, max=64))
     timezone = fields.String(validate=validate.Length(max=64))
-    next_login = fields.Integer(validate=validate.Range(min=1))
-    last_login = fields.Integer(validate=validate.Range(min=1))
+    next_login = fields.Integer(validate=LOGIN)
+    last_login = fields.Integer(validate=LOGIN)
     enabled = fields.Boolean()
 
 
