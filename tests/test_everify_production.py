@@ -250,7 +250,8 @@ def test_a_required_e_verify_does_not_block_kyc_when_no_vendor_is_set_up(client,
 )
 def test_an_open_redirect_target_is_refused(client, auth, portal, target):
     response = client.post(SESSIONS, headers=auth, json={**URLS, "success_url": target})
-    body = assert_error(response, 422, "redirect_not_allowed")
+    # A NUL byte is refused before the redirect rule by the check every JSON string goes through.
+    body = assert_error(response, 422, "validation_error" if "\u0000" in target else "redirect_not_allowed")
     assert list(body["errors"]) == ["success_url"]
     assert client.get("/api/v1/client/kyc/form", headers=auth).get_json()["e_verify"]["attempt_times"] == 0
 
