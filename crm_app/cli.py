@@ -62,5 +62,3 @@ def seed_demo_command(allow_production):
     summary = seed_demo(generate_passwords=production)
     for line in summary:
         click.echo(line)
-    if production:
-        click.echo("These passwords are shown only now: keep them, or change them after signing in.")

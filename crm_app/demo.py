@@ -257,25 +257,28 @@ def seed_demo(generate_passwords=False):
     seed_rebates_demo()
 
     if generate_passwords:
-        # Production: a password nobody has read in the README; shown once, below.
-        admin_password, user_password = generated_password(), generated_password()
+        # Production: passwords nobody has read in the README, one per user; shown once, below.
+        admin_password, ib_password, client_password = (generated_password() for _ in range(3))
     else:
-        admin_password, user_password = DEMO_ADMIN[1], DEMO_PASSWORD
+        admin_password, ib_password, client_password = DEMO_ADMIN[1], DEMO_PASSWORD, DEMO_PASSWORD
     admin, admin_new = ensure_user(DEMO_ADMIN[0], admin_password, "admin", first_name="Demo", last_name="Admin")
-    ib, ib_new = ensure_user(DEMO_IB, user_password, "ib", first_name="Iris", last_name="Broker")
+    ib, ib_new = ensure_user(DEMO_IB, ib_password, "ib", first_name="Iris", last_name="Broker")
     client, client_new = ensure_user(
-        DEMO_CLIENT, user_password, "client", parent=ib, first_name="Chris", last_name="Client"
+        DEMO_CLIENT, client_password, "client", parent=ib, first_name="Chris", last_name="Client"
     )
 
     def shown(password, created):
         return password if created or not generate_passwords else "(existing user, password unchanged)"
 
-    return [
+    lines = [
         "Demo broker configuration loaded.",
         f"  admin:  {admin.email} / {shown(admin_password, admin_new)}",
-        f"  IB:     {ib.email} / {shown(user_password, ib_new)}  (referral code {ib.referral_code})",
-        f"  client: {client.email} / {shown(user_password, client_new)}",
+        f"  IB:     {ib.email} / {shown(ib_password, ib_new)}  (referral code {ib.referral_code})",
+        f"  client: {client.email} / {shown(client_password, client_new)}",
     ]
+    if generate_passwords and (admin_new or ib_new or client_new):
+        lines.append("These passwords are shown only now: keep them, or change them after signing in.")
+    return lines
 
 
 def generated_password():

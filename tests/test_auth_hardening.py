@@ -314,7 +314,7 @@ def test_seed_demo_refuses_production_without_allow_production(app, ctx, monkeyp
 def test_seed_demo_in_production_generates_the_admin_password_and_shows_it_once(app, client, monkeypatch):
     import re
 
-    from crm_app.demo import DEMO_ADMIN, DEMO_CLIENT, DEMO_PASSWORD
+    from crm_app.demo import DEMO_ADMIN, DEMO_CLIENT, DEMO_IB, DEMO_PASSWORD
 
     monkeypatch.setitem(app.config, "APP_ENV", "production")
 
@@ -322,8 +322,12 @@ def test_seed_demo_in_production_generates_the_admin_password_and_shows_it_once(
 
     assert result.exit_code == 0, result.output
     admin_password = re.search(rf"{re.escape(DEMO_ADMIN[0])} / (\S+)", result.output).group(1)
+    ib_password = re.search(rf"{re.escape(DEMO_IB)} / (\S+)", result.output).group(1)
     client_password = re.search(rf"{re.escape(DEMO_CLIENT)} / (\S+)", result.output).group(1)
     assert admin_password != DEMO_ADMIN[1] and client_password != DEMO_PASSWORD
+    # One password per user: knowing the client's must not open the IB's portal.
+    assert len({admin_password, ib_password, client_password}) == 3
+    assert "shown only now" in result.output
     assert DEMO_ADMIN[1] not in result.output and DEMO_PASSWORD not in result.output
     assert login(client, DEMO_ADMIN[0], DEMO_ADMIN[1]).status_code == 401
     assert login(client, DEMO_ADMIN[0], admin_password).status_code == 200
@@ -332,6 +336,7 @@ def test_seed_demo_in_production_generates_the_admin_password_and_shows_it_once(
     again = seed_demo(app, "--allow-production")
     assert again.exit_code == 0, again.output
     assert admin_password not in again.output and "password unchanged" in again.output
+    assert "shown only now" not in again.output
     assert login(client, DEMO_ADMIN[0], admin_password).status_code == 200
 
 

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from crm_app.exports.services import start_export
+from tests.support.factory import PASSWORD
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 HSTS = "max-age=31536000; includeSubDomains"
@@ -23,14 +24,14 @@ def user_and_headers(client, factory):
 
 def test_answers_that_carry_tokens_are_not_stored(client, factory):
     user = factory.user()
-    login = client.post("/api/v1/auth/login", json={"email": user.email, "password": "Passw0rd1"})
+    login = client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
     assert login.status_code == 200 and login.get_json()["token"]
     assert login.headers["Cache-Control"] == "no-store"
     refresh = client.post(
         "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {login.get_json()['refresh_token']}"}
     )
     assert refresh.status_code == 200 and refresh.headers["Cache-Control"] == "no-store"
-    register = client.post("/api/v1/auth/register", json={"email": "new@example.test", "password": "Passw0rd1"})
+    register = client.post("/api/v1/auth/register", json={"email": "new@example.test", "password": PASSWORD})
     assert register.headers["Cache-Control"] == "no-store", register.status_code
 
 
@@ -168,3 +169,50 @@ def test_a_signed_export_download_is_private_and_not_stored(app, client, user_an
     assert done.headers["Cache-Control"] == "private, no-store"
     refused = client.get(url.split("?")[0] + "?token=forged")
     assert refused.status_code == 403 and refused.headers["Cache-Control"] == "no-store"
+
+
+def test_the_procfile_web_process_trusts_no_forwarded_header_by_itself(database_url, redis_url, tmp_path):
+    """gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default; the Procfile switches that
+    off, so only the app's TRUSTED_PROXY_COUNT decides whether a request came over HTTPS."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from tests.support.procfile_stack import free_port, procfile_commands
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    env.pop("FORWARDED_ALLOW_IPS", None)
+    log = (tmp_path / "web.log").open("wb")
+    web = subprocess.Popen(
+        ["bash", "-c", "exec " + procfile_commands()["web"]], cwd=root, env=env, stdout=log, stderr=log
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/config/broker"
+        for _ in range(150):
+            try:
+                answer = requests.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            pytest.fail((tmp_path / "web.log").read_text())
+        assert answer.status_code == 200
+        assert "Strict-Transport-Security" not in answer.headers
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        log.close()

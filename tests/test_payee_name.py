@@ -289,3 +289,30 @@ def test_a_saved_payout_account_in_another_name_cannot_be_paid(client, desk):
     assert response.get_json()["code"] == "payee_name_mismatch"
     assert list(response.get_json()["errors"]) == ["payment_account_id"]
     assert held() == (0, 0)
+
+
+@pytest.mark.parametrize("written", ["Wei Zhang\u202e", "Wei\u200bZhang", "Wei Zhang\u0007", "\u2066Wei Zhang\u2069"])
+def test_a_payee_name_with_hidden_or_text_direction_characters_is_refused(client, desk, written):
+    """A reviewer must read the name that is stored: no override, zero-width or control characters."""
+    refused = client.post(
+        PAYMENT_ACCOUNTS,
+        headers=desk["headers"],
+        json={"payment_method": "bank_transfer", "bank_transfer_info": {**BANK, "account_holder_name": written}},
+    )
+    assert refused.status_code == 422, refused.get_json()
+    assert list(refused.get_json()["errors"]["bank_transfer_info"]) == ["account_holder_name"]
+    response = withdraw(client, desk, info={**BANK, "account_holder_name": written})
+    assert response.status_code == 422, response.get_json()
+    assert held() == (0, 0)
+
+
+def test_a_payout_account_with_a_name_before_kyc_says_kyc_comes_first(client, factory):
+    user = factory.user()
+    response = client.post(
+        PAYMENT_ACCOUNTS,
+        headers=factory.headers(client, user),
+        json={"payment_method": "bank_transfer", "bank_transfer_info": {**BANK, "account_holder_name": "Ann Lee"}},
+    )
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["code"] == "kyc_required"
+    assert list(response.get_json()["errors"]["bank_transfer_info"]) == ["account_holder_name"]

@@ -335,6 +335,20 @@ def test_switching_the_setting_on_restricts_an_admin_at_the_next_refresh(client,
     assert_error(client.get("/api/v1/admin/audits", headers=bearer(refreshed["token"])), 403, "otp_enrolment_required")
 
 
+def test_switching_the_setting_on_restricts_a_session_that_already_exists(client, factory):
+    """A token from before the switch carries no mark: the rule is checked as it is now, so an
+    admin without two-factor can neither work on nor switch the requirement off again."""
+    admin = factory.admin()
+    headers = bearer(login(client, admin.email).get_json()["token"])
+    assert client.get("/api/v1/admin/audits", headers=headers).status_code == 200
+    require_admin_otp(client, factory)
+
+    assert_error(client.get("/api/v1/admin/audits", headers=headers), 403, "otp_enrolment_required")
+    answer = client.put("/api/v1/admin/config/broker", json={"require_admin_otp": False}, headers=headers)
+    assert_error(answer, 403, "otp_enrolment_required")
+    assert client.get(STATUS, headers=headers).status_code == 200  # it can still enrol
+
+
 def test_the_setting_leaves_clients_ibs_and_enrolled_admins_alone(client, factory):
     require_admin_otp(client, factory)
     user = factory.user()
@@ -370,3 +384,20 @@ def test_two_factor_errors_are_translated(client, factory, language, text):
 
     body = assert_error(response, 422, "otp_invalid")
     assert text in body["message"] and text in body["errors"]["otp_code"][0]
+
+
+def test_a_time_step_is_claimed_once_even_from_a_stale_read(client, factory):
+    """Two sign-ins racing with one code both read the row before either writes: only the
+    conditional UPDATE decides, so one of them wins (SQLite takes no row locks)."""
+    from crm_app.auth.otp import _claim_step
+
+    user = factory.user()
+    enrol(client, factory.headers(client, user))
+    with client.application.app_context():
+        from crm_app.auth.otp import enrolment
+
+        step = enrolment(user.id).last_used_step + 5
+        assert _claim_step(user.id, step) is True
+        assert _claim_step(user.id, step) is False
+        assert _claim_step(user.id, step - 1) is False
+        assert _claim_step(user.id, step + 1) is True

@@ -11,7 +11,7 @@ import time
 import pyotp
 import segno
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 
 from crm_app.admin.services import record_audit_log
 from crm_app.auth import passwords
@@ -145,28 +145,41 @@ def confirm_enrolment(user, code, client):
 
 
 def _use_recovery_code(user, code, client):
-    entry = db.session.scalar(
-        select(OtpRecoveryCode)
+    # One conditional UPDATE spends the code: of two sign-ins racing with it, one wins,
+    # whether or not the database honours row locks (SQLite does not).
+    spent = db.session.execute(
+        update(OtpRecoveryCode)
         .where(
             OtpRecoveryCode.user_id == user.id,
             OtpRecoveryCode.code_hash == _recovery_hash(user.id, code),
             OtpRecoveryCode.used_at.is_(None),
         )
-        .with_for_update()
-    )
-    if entry is None:
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if spent != 1:
         return False
-    entry.used_at = utcnow()
     record_audit_log("auth.otp_recovery_code_used", actor=user, client=client, target_type="user", target_id=user.id)
     return True
+
+
+def _claim_step(user_id, step):
+    """Record `step` as used unless it (or a later one) already was; True for the one winner."""
+    claimed = db.session.execute(
+        update(UserOtp)
+        .where(UserOtp.user_id == user_id, or_(UserOtp.last_used_step.is_(None), UserOtp.last_used_step < step))
+        .values(last_used_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return claimed == 1
 
 
 def use_code(user, row, code, client):
     """True when `code` is a fresh TOTP code or an unused recovery code (then spent)."""
     step = _matching_step(row, code)
     if step is not None:
-        row.last_used_step = step
-        return True
+        # The row read above may be stale: only the conditional UPDATE decides (no replay).
+        return _claim_step(user.id, step)
     if code and not TOTP_CODE.fullmatch(code.strip()):
         return _use_recovery_code(user, code, client)
     return False

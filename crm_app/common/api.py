@@ -247,9 +247,12 @@ class Blueprint(SmorestBlueprint):
     def login_required(self, role="any", otp_enrolment=False):
         """Require a valid access token whose user has `role`; documents bearer auth.
 
-        A token issued to an admin who must still turn on two-factor sign-in (broker
-        setting `require_admin_otp`) reaches only the routes marked `otp_enrolment`.
+        An admin who must still turn on two-factor sign-in (broker setting
+        `require_admin_otp`) reaches only the routes marked `otp_enrolment`: a token issued
+        so says it, and any other admin token is checked against the setting as it is now
+        (switching it on restricts sessions that already exist).
         """
+        from crm_app.auth.otp import must_enrol
         from crm_app.common.errors import Forbidden
         from crm_app.common.strict_args import refuse_undeclared_arguments
 
@@ -263,7 +266,9 @@ class Blueprint(SmorestBlueprint):
                     raise Forbidden(code="user_disabled")
                 if user.user_type not in allowed:
                     raise Forbidden()
-                if g.token_claims.get("otp_enrol") and not otp_enrolment:
+                if not otp_enrolment and (
+                    g.token_claims.get("otp_enrol") or (user.user_type == "admin" and must_enrol(user))
+                ):
                     raise Forbidden(code="otp_enrolment_required")
                 refuse_undeclared_arguments(func)
                 return func(*args, **kwargs)

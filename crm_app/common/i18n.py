@@ -144,15 +144,25 @@ MESSAGES = {
         "两个账户的货币必须相同。",
         "兩個帳戶的貨幣必須相同。",
     ),
+    "kyc_locked": (
+        "The KYC is under review or approved and can no longer be changed.",
+        "KYC 资料正在审核或已通过，无法再修改。",
+        "KYC 資料正在審核或已通過，無法再修改。",
+    ),
+    "e_verify_attempts_exhausted": (
+        "No identity verification attempts are left; the back office will review your documents.",
+        "身份核验次数已用完，后台将人工审核您的资料。",
+        "身分核驗次數已用完，後台將人工審核您的資料。",
+    ),
     "kyc_required": (
         "Your identity verification (KYC) must be approved first.",
         "请先通过身份认证（KYC）审核。",
         "請先通過身分認證（KYC）審核。",
     ),
     "payee_name_mismatch": (
-        "The payee must be you: use the name on your verified identity.",
-        "收款人必须是您本人，请使用已认证身份上的姓名。",
-        "收款人必須是您本人，請使用已認證身分上的姓名。",
+        "The payee must be the account owner, with the name on the verified identity.",
+        "收款人必须是账户本人，并使用已认证身份上的姓名。",
+        "收款人必須是帳戶本人，並使用已認證身分上的姓名。",
     ),
     "amount_out_of_range": ("The amount is outside this channel's limits.", "金额超出该渠道的限额。", "金額超出該渠道的限額。"),
     "idempotency_key_reused": ("This Idempotency-Key was used with another request.", "该幂等键已用于其他请求。", "該冪等鍵已用於其他請求。"),

@@ -14,6 +14,16 @@ from functools import cache
 MAX_PARTS = 12
 
 
+# Control, format (bidirectional overrides, zero-width characters), private-use and
+# unassigned code points: nothing a person's name is written with, and they make a name
+# shown to a reviewer read differently from what is stored.
+HIDDEN_CATEGORIES = frozenset(("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"))
+
+
+def has_hidden_characters(text):
+    return any(unicodedata.category(char) in HIDDEN_CATEGORIES for char in text or "")
+
+
 def name_parts(name):
     """The parts of a name: NFKC, case-folded, split at spaces and punctuation."""
     text = unicodedata.normalize("NFKC", name or "").casefold()

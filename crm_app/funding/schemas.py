@@ -3,6 +3,7 @@ from decimal import Decimal
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from crm_app.broker.models import FUNDING_METHODS
+from crm_app.common.names import has_hidden_characters
 from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
 from crm_app.funding import services
 from crm_app.funding.models import CRYPTO_NETWORKS, EXCHANGE_RATE_SOURCES, PAY_TYPES
@@ -231,8 +232,17 @@ PAYEE_DOC = (
 )
 
 
+def refuse_hidden_characters(value):
+    if has_hidden_characters(value):
+        raise ValidationError("Must not contain control, invisible or text-direction characters.")
+
+
 def payee_name_field():
-    return fields.String(allow_none=True, validate=validate.Length(max=200), metadata={"description": PAYEE_DOC})
+    return fields.String(
+        allow_none=True,
+        validate=[validate.Length(max=200), refuse_hidden_characters],
+        metadata={"description": PAYEE_DOC},
+    )
 
 
 class NewBankTransferInfoSchema(BankTransferInfoSchema):

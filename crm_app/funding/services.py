@@ -285,11 +285,17 @@ def check_payee_name(user, name, errors_at):
     written = (name or "").strip()
     if not written:
         return legal
-    if payee_must_match_kyc() and not same_person_name(written, legal):
-        raise ValidationFailed(
-            code="payee_name_mismatch",
-            errors=errors_at(f"Must be your own name as on your verified identity: {legal or '(none on file)'}."),
-        )
+    if payee_must_match_kyc():
+        if not legal:
+            raise ValidationFailed(
+                code="kyc_required",
+                errors=errors_at("The payee must be the name on your identity verification (KYC): complete it first."),
+            )
+        if not same_person_name(written, legal):
+            raise ValidationFailed(
+                code="payee_name_mismatch",
+                errors=errors_at(f"Must be the account owner's own name, as on the verified identity: {legal}."),
+            )
     return written[:200]
 
 

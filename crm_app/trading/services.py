@@ -150,7 +150,12 @@ def get_open_account_type(user, account_type_id, platform, is_demo):
         raise ValidationFailed(errors={"trading_platform": [f"This account type is on {account_type.platform}."]})
     if is_demo is not None and account_type.is_demo != is_demo:
         raise ValidationFailed(
-            errors={"is_demo": [f"This account type is {'demo' if account_type.is_demo else 'live'}."]}
+            errors={
+                "trading_account_type_id": [
+                    f"This account type is {'demo' if account_type.is_demo else 'live'}: "
+                    f"choose a {'demo' if is_demo else 'live'} one."
+                ]
+            }
         )
     return account_type
 
@@ -247,7 +252,9 @@ def check_account_quota(user_id, is_demo):
     if pending >= limit:
         raise ValidationFailed(
             code="application_limit",
-            errors={"trading_account_type_id": [f"At most {limit} live-account applications waiting for review."]},
+            errors={
+                "trading_account_type_id": [f"Live-account applications waiting for review: at most {limit} at once."]
+            },
         )
 
 

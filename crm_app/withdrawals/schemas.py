@@ -11,6 +11,7 @@ from crm_app.funding.schemas import (
     CryptocurrencyInfoSchema,
     InternationalWireInfoSchema,
     decimal_rule,
+    refuse_hidden_characters,
 )
 from crm_app.funding.services import INFO_KEYS
 
@@ -22,7 +23,11 @@ HOLDER_DOC = (
 
 
 def holder_name_field():
-    return fields.String(allow_none=True, validate=validate.Length(max=200), metadata={"description": HOLDER_DOC})
+    return fields.String(
+        allow_none=True,
+        validate=[validate.Length(max=200), refuse_hidden_characters],
+        metadata={"description": HOLDER_DOC},
+    )
 
 
 class WithdrawalBankInfoSchema(BankTransferInfoSchema):
