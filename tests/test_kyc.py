@@ -399,7 +399,7 @@ def test_the_chosen_document_type_makes_its_scans_required(client, auth):
     assert response.get_json()["errors"] == {"authentication.identity_back": ["Missing data for required field."]}
 
 
-def test_unknown_disabled_or_extra_modules_are_refused(client, auth, admin_auth):
+def test_unknown_or_disabled_modules_are_refused_and_other_modules_ignored(client, auth, admin_auth):
     response = save(client, auth, "nonsense", {"nonsense": {}})
     assert response.status_code == 422 and "current_module" in response.get_json()["errors"]
 
