@@ -399,21 +399,26 @@ def test_the_chosen_document_type_makes_its_scans_required(client, auth):
     assert response.get_json()["errors"] == {"authentication.identity_back": ["Missing data for required field."]}
 
 
-def test_unknown_disabled_or_extra_modules_are_refused(client, auth, admin_auth):
+def test_unknown_or_disabled_modules_are_refused_and_other_modules_ignored(client, auth, admin_auth):
     response = save(client, auth, "nonsense", {"nonsense": {}})
     assert response.status_code == 422 and "current_module" in response.get_json()["errors"]
 
     response = save(client, auth, "all", {"nonsense": {"a": 1}})
     assert response.get_json()["errors"] == {"nonsense": ["Unknown module."]}
 
-    response = save(client, auth, "job", {"job": {"industry_attributes": "it"}, "family": {}})
-    assert response.get_json()["errors"] == {"family": ["Only the current module may be sent."]}
+    # Other modules in a single-module save are ignored (not saved, not refused).
+    response = save(client, auth, "job", {"job": {"industry_attributes": "it"}, "family": {"marital_status": "x"}})
+    assert response.status_code == 200, response.get_json()
+    assert kyc(client, auth)["kyc_data"]["family"] == {}
 
     response = save(client, auth, "job", {})
     assert response.get_json()["errors"] == {"job": ["Missing data for required field."]}
 
+    # Only the vendor sets e_verify: saving it answers the state and changes nothing.
     response = save(client, auth, "e_verify", {"e_verify": {"status": "passed"}})
-    assert response.get_json()["errors"] == {"e_verify": ["Set by the verification provider; it cannot be saved."]}
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["e_verify"]["status"] == "not_started"
+    assert kyc(client, auth)["kyc_data"]["e_verify"] == {}
 
     assert (
         client.put(

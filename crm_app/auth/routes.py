@@ -104,17 +104,26 @@ class ChangePassword(MethodView):
 
 @blp.route("/auth/email-code")
 class EmailCode(MethodView):
+    @blp.login_optional()
     @blp.arguments(schemas.EmailCodeRequestSchema)
     @blp.response(200, schemas.EmailCodeAnswerSchema)
     @blp.error_responses(429)
     def post(self, body):
         """发送邮箱验证码 Send a 6-digit email code for a scene
 
-        Asking again before `can_resend_at` is a 429. `received_at` is the client's
-        clock; one far from the server's is refused.
+        Public; the bearer token is optional. A signed-in caller asking for `withdrawal`,
+        `transfer` or `password_change` may leave `email` out: the code goes to their own
+        address (another address is a 422 `email_not_yours`). `register`, and any scene
+        without a token, need `email` (422 naming it); the answer is the same whether or
+        not the address has an account. Asking again before `can_resend_at` is a 429.
+        `received_at` is the client's clock; one far from the server's is refused.
         """
         return services.request_email_code(
-            body["email"], body["scene"], body["received_at"], client_info_from_request()
+            body.get("email"),
+            body["scene"],
+            body["received_at"],
+            client_info_from_request(),
+            caller=current_user._get_current_object(),
         )
 
 

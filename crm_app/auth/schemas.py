@@ -1,4 +1,4 @@
-from marshmallow import fields, validate
+from marshmallow import fields, pre_load, validate
 
 from crm_app.auth.models import EMAIL_CODE_SCENES
 from crm_app.common.schemas import Schema
@@ -57,9 +57,22 @@ class ChangePasswordSchema(Schema):
 
 
 class EmailCodeRequestSchema(Schema):
-    email = Email(required=True)
+    email = Email(
+        metadata={
+            "description": "The address to send the code to. Required for `register` and without a token; a "
+            "signed-in caller may leave it out for `withdrawal`, `transfer` and `password_change` (the code goes "
+            "to their own address), and may not name another address (422 `email_not_yours`)"
+        }
+    )
     received_at = fields.Integer(required=True, metadata={"description": "Client's Unix time in seconds"})
     scene = fields.String(required=True, validate=validate.OneOf(EMAIL_CODE_SCENES))
+
+    @pre_load
+    def blank_email_is_left_out(self, data, **kwargs):
+        # A form's empty address field means "my own address", as if it were left out.
+        if isinstance(data, dict) and (data.get("email") is None or data.get("email") == "") and "email" in data:
+            data = {key: value for key, value in data.items() if key != "email"}
+        return data
 
 
 class EmailCodeAnswerSchema(Schema):

@@ -423,8 +423,30 @@ def latest_open_code(email, scene, for_update=False):
     return db.session.scalar(query)
 
 
-def request_email_code(email, scene, received_at, client):
-    """Send a fresh code for (email, scene); answers (can_resend_at, expired_at)."""
+# Scenes whose code a signed-in caller uses on their own account: it goes to their address.
+OWN_ADDRESS_SCENES = ("withdrawal", "transfer", "password_change")
+
+
+def email_code_recipient(email, scene, caller=None):
+    """Where #6 sends the code. A signed-in caller's `withdrawal`, `transfer` and
+    `password_change` codes go to their own address: `email` may be left out, and naming
+    another address is a 422 `email_not_yours` (the code could not be used there anyway).
+    Otherwise (`register`, or no token) `email` is required."""
+    if caller is not None and scene in OWN_ADDRESS_SCENES:
+        if email is None or email_key(email) == email_key(caller.email):
+            return caller.email
+        raise ValidationFailed(
+            code="email_not_yours", errors={"email": ["Must be your own address, or left out to use it."]}
+        )
+    if email is None:
+        raise ValidationFailed(errors={"email": ["Missing data for required field."]})
+    return email
+
+
+def request_email_code(email, scene, received_at, client, caller=None):
+    """Send a fresh code for (email, scene); answers (can_resend_at, expired_at).
+    `caller` is the signed-in user, if any (see `email_code_recipient`)."""
+    email = email_code_recipient(email, scene, caller)
     cfg = current_app.config
     now = utcnow()
     skew = cfg["EMAIL_CODE_CLOCK_SKEW_SECONDS"]

@@ -279,6 +279,30 @@ class Blueprint(SmorestBlueprint):
 
         return decorator
 
+    def login_optional(self):
+        """A public route that also serves a signed-in caller: a bearer token, when sent,
+        is checked as on any route (a bad one is a 401) and its user becomes
+        `current_user`; without one `current_user` is None. Other Authorization schemes
+        (a proxy's Basic auth) are not ours and are left alone. Documents the token as
+        optional."""
+        from crm_app.common.errors import Forbidden
+
+        def decorator(func):
+            @functools.wraps(func)
+            def wrapper(*args, **kwargs):
+                scheme, _, _ = request.headers.get("Authorization", "").partition(" ")
+                if scheme.lower() == "bearer":
+                    user = verify_access_token()
+                    if user.status != "enabled":
+                        raise Forbidden(code="user_disabled")
+                    if g.token_claims.get("otp_enrol"):
+                        raise Forbidden(code="otp_enrolment_required")
+                return func(*args, **kwargs)
+
+            return self.doc(security=[{"bearerAuth": []}, {}])(wrapper)
+
+        return decorator
+
 
 def verify_access_token():
     """The bearer access token, decoded once, and its user, loaded with one query.

@@ -114,6 +114,11 @@ MESSAGES = {
         "验证码刚刚发送，请稍后再试。",
         "驗證碼剛剛發送，請稍後再試。",
     ),
+    "email_not_yours": (
+        "Signed in, you can only ask for a code sent to your own address.",
+        "登录后只能向您本人的邮箱发送验证码。",
+        "登入後只能向您本人的電子郵件發送驗證碼。",
+    ),
     "clock_skew": (
         "received_at is too far from the server time.",
         "received_at 与服务器时间相差过大。",

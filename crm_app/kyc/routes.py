@@ -32,18 +32,25 @@ class ClientKyc(MethodView):
 
     @blp.login_required("client")
     @blp.arguments(schemas.SaveKycSchema)
-    @blp.response(200, schemas.EmptySchema)
+    @blp.response(200, schemas.SaveKycAnswerSchema)
     @blp.error_responses(409)
     def put(self, body):
         """保存Client用户身份信息 Save one KYC module, or `all` to submit
 
-        Each module is checked against the broker's form (required fields, options, types,
-        dates, ISO 3166-1 alpha-2 countries, the caller's own upload URLs); errors are keyed
-        `<module>.<field>`. `current_module: all` with nothing missing submits the KYC for
-        review (`pending`); saving while `pending` or `approved` is a 409.
+        `kyc_data` is `{module_key: {field_key: value}}`, field keys as #28 lists them (the
+        questionnaire's too; a list of answers is also accepted there). Each module is
+        checked against the broker's form (required fields, options, types, dates,
+        ISO 3166-1 alpha-2 countries, the caller's own upload URLs); errors are keyed
+        `<module>.<field>`. A single-module save reads only `kyc_data[current_module]` and
+        ignores the other modules sent; #27's data sent back is accepted (`identity.full_name`
+        must agree with the first and last name). `current_module: all` saves every module
+        sent and, with nothing missing, submits the KYC for review (`pending`); saving while
+        `pending` or `approved` is a 409. `current_module: e_verify` saves nothing (the
+        vendor sets it) and answers the e-verify state.
         """
-        services.save_kyc(current_user, body["current_module"], body["kyc_data"], client_info_from_request())
-        return {}
+        return services.save_kyc_module(
+            current_user, body["current_module"], body["kyc_data"], client_info_from_request()
+        )
 
 
 @blp.route("/client/kyc/form")

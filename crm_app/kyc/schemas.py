@@ -155,9 +155,17 @@ class SaveKycSchema(Schema):
         values=fields.Raw(),
         required=True,
         metadata={
-            "description": "`{module_key: {field_key: value}}`; `questionnaire` takes a list of answers and "
-            "`agreement` `{key: true}`; `e_verify` is the provider's to set"
+            "description": "`{module_key: {field_key: value}}`, field keys as #28 lists them; `questionnaire` "
+            "also takes a list of answers, `agreement` `{key: true}` or #27's list; `e_verify` is the provider's "
+            "to set. A single-module save reads only the current module's data and ignores the others"
         },
+    )
+
+
+class SaveKycAnswerSchema(Schema):
+    e_verify = fields.Nested(
+        EVerifySummarySchema,
+        metadata={"description": "Only for `current_module: e_verify`: the caller's e-verify state, as in #28"},
     )
 
 

@@ -68,6 +68,34 @@ DEFAULT_TEXT_LIMIT = 255
 
 REQUIRED = "Missing data for required field."
 UNKNOWN = "Unknown field."
+# The field keys #27 shows for each module. A front end built from the seed may send every
+# one of them, blank where this broker's form does not ask for it: a blank one is ignored.
+SEED_MODULE_FIELDS = {
+    "identity": ("birthday", "country", "first_name", "full_name", "gender", "last_name"),
+    "authentication": (
+        "driver_license_back",
+        "driver_license_front",
+        "identification_type",
+        "identity_back",
+        "identity_front",
+        "medical_insurance_card",
+        "passport",
+        "permanent_card_back",
+        "permanent_card_front",
+        "residence_permit_back",
+        "residence_permit_front",
+    ),
+    "authentication_accessory": ("address_proof", "bank_statement", "selfie"),
+    "contact": ("contact_phone", "mailing_address", "postal_code", "residence_province", "residential_address"),
+    "family": (
+        "emergency_contact_name",
+        "emergency_contact_phone",
+        "emergency_contact_relationship",
+        "home_phone",
+        "marital_status",
+    ),
+    "job": ("company_address", "company_name", "industry_attributes", "position"),
+}
 
 
 class FieldInvalid(Exception):
@@ -278,17 +306,53 @@ def missing_field_errors(module_key, fields, values):
     }
 
 
-def validate_field_module(module, raw, user_id):
+def ignorable_extra_field(module_key, name, value, stored):
+    """A key the form does not ask for that is still no error: one of the seed's own field
+    keys sent blank, or a value #27 showed (a field the broker has since switched off) sent
+    back unchanged. Neither is stored."""
+    if is_blank(value) and name in SEED_MODULE_FIELDS.get(module_key, ()):
+        return True
+    return name in stored and stored[name] == value
+
+
+def squashed_name(*parts):
+    return "".join("".join(part.split()) for part in parts).casefold()
+
+
+def check_full_name(full_name, clean):
+    """#27 shows `identity.full_name` (first and last name joined); sent back it is ignored
+    when it agrees with them, in either order, spaces and case aside. Without a first or
+    last name it is the name given. Answers (value to store or None, error or None)."""
+    if is_blank(full_name):
+        return None, None
+    try:
+        text = parse_text(full_name, DEFAULT_TEXT_LIMIT)
+    except FieldInvalid as exc:
+        return None, str(exc)
+    first, last = clean.get("first_name") or "", clean.get("last_name") or ""
+    if not (first or last):
+        return text, None
+    if squashed_name(text) in (squashed_name(first, last), squashed_name(last, first)):
+        return None, None
+    return None, "Does not match the first and last name."
+
+
+def validate_field_module(module, raw, user_id, stored=None):
     fields = enabled_fields(module)
     if not isinstance(raw, dict):
         return None, {module.key: ["Must be an object of field values."]}
     by_key = {field.key: field for field in fields}
+    stored = stored or {}
+    derived_full_name = module.key == "identity" and "full_name" not in by_key
     clean, errors = {}, {}
     for name, value in raw.items():
         field = by_key.get(name)
         path = f"{module.key}.{name}"
         if field is None:
-            errors[path] = [UNKNOWN]
+            if not (derived_full_name and name == "full_name") and not ignorable_extra_field(
+                module.key, name, value, stored
+            ):
+                errors[path] = [UNKNOWN]
         elif not is_blank(value):
             try:
                 clean[name] = parse_field_value(field, value, user_id)
@@ -296,8 +360,14 @@ def validate_field_module(module, raw, user_id):
                 errors[path] = [str(exc)]
     for path, messages in missing_field_errors(module.key, fields, clean).items():
         errors.setdefault(path, messages)
-    if module.key == "identity" and "full_name" not in by_key and (clean.get("first_name") or clean.get("last_name")):
-        clean["full_name"] = " ".join(part for part in (clean.get("first_name"), clean.get("last_name")) if part)
+    if derived_full_name:
+        full_name, error = check_full_name(raw.get("full_name"), clean)
+        if error:
+            errors["identity.full_name"] = [error]
+        if clean.get("first_name") or clean.get("last_name"):
+            clean["full_name"] = " ".join(part for part in (clean.get("first_name"), clean.get("last_name")) if part)
+        elif full_name:
+            clean["full_name"] = full_name
     for field in fields:
         if field.type == "file" and clean.get(field.key):
             clean[field.key] = encrypt_text(clean[field.key])
@@ -394,12 +464,38 @@ def missing_answer_errors(stored_answers):
     }
 
 
+def answers_by_question_key(raw):
+    """The questionnaire as #28 lists it, `{field_key: value}`, as a list of answers: each
+    key is the key of a question of an enabled questionnaire."""
+    by_key = {}
+    for questionnaire in enabled_questionnaires():
+        for question in questionnaire.questions:
+            by_key.setdefault(question.key, []).append((questionnaire.id, question.id))
+    answers, errors = [], {}
+    for key, value in raw.items():
+        matches = by_key.get(key) or []
+        if not matches:
+            errors[f"questionnaire.{key}"] = [UNKNOWN]
+        elif len(matches) > 1:
+            errors[f"questionnaire.{key}"] = [
+                "Several questionnaires ask a question with this key: send a list of answers with question_id."
+            ]
+        else:
+            questionnaire_id, question_id = matches[0]
+            answers.append({"questionnaire_id": questionnaire_id, "question_id": question_id, "answer": value})
+    return answers, errors
+
+
 def validate_questionnaire_module(raw):
-    """The whole questionnaire module as a list of answers (#27's shape sent back)."""
-    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        return None, {"questionnaire": ["Must be a list of answers."]}
+    """The whole questionnaire module: `{question_key: answer}` (#28's fields, like any
+    module) or a list of answers (#27's shape sent back)."""
+    errors = {}
+    if isinstance(raw, dict):
+        raw, errors = answers_by_question_key(raw)
+    elif not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        return None, {"questionnaire": ["Must be an object of answers by question key, or a list of answers."]}
     questionnaires = {q.id: q for q in enabled_questionnaires()}
-    by_questionnaire, errors = {}, {}
+    by_questionnaire = {}
     for index, answer in enumerate(raw):
         if int_or_none(answer.get("questionnaire_id")) not in questionnaires:
             errors[f"questionnaire.answers.{index}.questionnaire_id"] = ["Unknown questionnaire."]
@@ -415,12 +511,12 @@ def validate_questionnaire_module(raw):
     return stored, errors
 
 
-def validate_module(module, raw, user_id):
+def validate_module(module, raw, user_id, stored=None):
     if module.key == "questionnaire":
         return validate_questionnaire_module(raw)
     if module.key == "agreement":
         return validate_agreement(module, raw)
-    return validate_field_module(module, raw, user_id)
+    return validate_field_module(module, raw, user_id, stored)
 
 
 # Completeness -----------------------------------------------------------------------
@@ -472,36 +568,70 @@ def submission_errors(form, data):
 # Saving (#30, #18) --------------------------------------------------------------------
 
 
+def is_blank_module(value):
+    return value is None or value in ({}, [])
+
+
+def modules_to_save(form, current_module, kyc_data):
+    """Which modules of `kyc_data` a #30 save reads (and errors about the choice).
+
+    A single-module save reads only `kyc_data[current_module]`; the other modules in the
+    same body are ignored, not saved. A front end built from the seed sends its whole
+    form's state from every tab: another tab's half-typed data must neither fail this
+    tab's save nor be stored unchecked, and `all` is the way to save several modules.
+    With `all`, a module sent blank (`{}`, `[]`, null) keeps what is stored, a module
+    this broker has switched off is ignored, and `e_verify` is the vendor's to set: #27's
+    data sent back as a whole is accepted. A key that is no module at all is refused.
+    """
+    if current_module != "all":
+        if current_module not in kyc_data:
+            return [], {current_module: [REQUIRED]}
+        return [current_module], {}
+    keys, errors = [], {}
+    for key, value in kyc_data.items():
+        if key not in MODULES:
+            errors[key] = ["Unknown module."]
+        elif key != "e_verify" and module_enabled(form, key) and not is_blank_module(value):
+            keys.append(key)
+    return keys, errors
+
+
+def stored_module_values(profile, key):
+    """A field module's stored values as #27 shows them (document links readable)."""
+    value = (profile.data or {}).get(key)
+    return {name: decrypt_text(v) for name, v in value.items()} if isinstance(value, dict) else {}
+
+
+def save_kyc_module(user, current_module, kyc_data, client=None):
+    """#30: save a module (or `all`) and answer `{}`. `current_module: e_verify` saves
+    nothing (only the verification vendor sets it, whatever the body holds) and answers
+    the caller's e-verify state, as #28 shows it."""
+    if current_module == "e_verify":
+        profile = find_profile(user.id) or blank_profile(user.id)
+        return {"e_verify": everify_summary(user.id, profile, load_form())}
+    save_kyc(user, current_module, kyc_data, client)
+    return {}
+
+
 def save_kyc(user, current_module, kyc_data, client=None):
-    """Save one module (or `all`); `all` with nothing missing submits the KYC for review."""
+    """Save one module (or `all`); `all` with nothing missing submits the KYC for review.
+    Which modules of the body are read: see `modules_to_save`."""
     form = load_form()
     profile = lock_profile(user.id)
     ensure_editable(profile)
 
-    errors = {}
-    if current_module == "all":
-        keys = list(kyc_data)
-    else:
-        keys = [current_module]
-        for other in kyc_data:
-            if other != current_module:
-                errors[other] = ["Only the current module may be sent."]
-        if current_module not in kyc_data:
-            errors[current_module] = [REQUIRED]
-            keys = []
-
+    keys, errors = modules_to_save(form, current_module, kyc_data)
     cleaned = {}
     for key in keys:
         if key not in MODULES:
             errors[key] = ["Unknown module."]
         elif key == "e_verify":
-            # Only the vendor sets it; with `all`, #27's data sent back as a whole is fine.
-            if current_module == "e_verify":
-                errors[key] = ["Set by the verification provider; it cannot be saved."]
+            errors[key] = ["Set by the verification provider; it cannot be saved."]
         elif not module_enabled(form, key):
             errors[key] = ["This module is not enabled."]
         else:
-            value, module_errors = validate_module(form[key], kyc_data[key], user.id)
+            stored = stored_module_values(profile, key)
+            value, module_errors = validate_module(form[key], kyc_data[key], user.id, stored)
             errors.update(module_errors)
             cleaned[key] = value
     if errors:
