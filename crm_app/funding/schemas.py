@@ -65,9 +65,9 @@ def keep_used_info_only(data, method_field, saved_account_field=None):
     one of the method is used; the others are dropped when blank, and refused, naming
     them and the one used, when something was typed into them. With a saved payout
     account named, a blank object of the method is dropped too."""
-    if not isinstance(data, Mapping) or data.get(method_field) not in services.INFO_KEYS:
+    method = data.get(method_field) if isinstance(data, Mapping) else None
+    if not isinstance(method, str) or method not in services.INFO_KEYS:
         return data
-    method = data[method_field]
     used = services.INFO_KEYS[method]
     from_saved = saved_account_field is not None and data.get(saved_account_field) is not None
     errors = services.unused_info_errors(data, method, f"{method_field} is {method}")
