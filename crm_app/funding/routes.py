@@ -57,7 +57,10 @@ class PaymentAccounts(MethodView):
     def post(self, body):
         """创建收款账户 Add a payout account (bank, wire, crypto)
 
-        Send the info object of `payment_method` only. The first account of a method is its default.
+        The info object of `payment_method` is used. The other two may be sent empty or null (as
+        a form with a tab per method sends them); one holding typed data is a 422 naming it.
+        `bank_country` takes an ISO 3166-1 code or an English country name and is stored as
+        alpha-2. The first account of a method is its default.
         """
         account = services.create_payment_account(current_user, body, client_info_from_request())
         return {"id": account.id}
@@ -85,6 +88,7 @@ class PaymentAccount(MethodView):
         """更新收款账户 Update a payout account (fields not sent stay)
 
         The body's `id`, if sent, must match the path. `is_default`: true moves the default here.
+        Only the info object of the account's method is used; the others may be sent empty or null.
         """
         services.update_payment_account(current_user, account_id, body, client_info_from_request())
         return {}

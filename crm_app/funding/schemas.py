@@ -1,6 +1,8 @@
+import re
+from collections.abc import Mapping
 from decimal import Decimal
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from crm_app.broker.models import FUNDING_METHODS
 from crm_app.common.names import has_hidden_characters
@@ -43,6 +45,43 @@ class NormalisedString(fields.String):
 
 class CountryCode(NormalisedString):
     normaliser = staticmethod(services.normalise_country)
+
+
+NETWORK_ERROR = f"Must be one of: {', '.join(CRYPTO_NETWORKS)}."
+
+
+class CryptoNetwork(NormalisedString):
+    """Networks as people write them ("trc20", "TRC-20") read as TRC20; the list is the
+    field's enum and is named in its error."""
+
+    normaliser = staticmethod(lambda value: re.sub(r"[\s_-]", "", value).upper())
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).setdefault("description", f"One of {', '.join(CRYPTO_NETWORKS)}")
+        super().__init__(validate=validate.OneOf(CRYPTO_NETWORKS, error=NETWORK_ERROR), **kwargs)
+
+
+def keep_used_info_only(data, method_field, saved_account_field=None):
+    """A pre_load step for the bodies that carry all three info objects (#26, #31): the
+    one of the method is used; the others are dropped when blank, and refused, naming
+    them and the one used, when something was typed into them. With a saved payout
+    account named, a blank object of the method is dropped too."""
+    method = data.get(method_field) if isinstance(data, Mapping) else None
+    if not isinstance(method, str) or method not in services.INFO_KEYS:
+        return data
+    used = services.INFO_KEYS[method]
+    from_saved = saved_account_field is not None and data.get(saved_account_field) is not None
+    errors = services.unused_info_errors(data, method, f"{method_field} is {method}")
+    if errors:
+        if data.get(used) is None and not from_saved:
+            errors[used] = [f"Required with {method_field} {method}."]
+        raise ValidationError(errors)
+    return {
+        key: value
+        for key, value in data.items()
+        if key not in services.INFO_KEYS.values()
+        or (key == used and (services.info_is_filled_in(value) or not from_saved))
+    }
 
 
 class BankNumber(NormalisedString):
@@ -189,8 +228,14 @@ def text(max_length, required=False, blank=None):
     return fields.String(required=required, validate=validate.Length(min=minimum, max=max_length))
 
 
+COUNTRY_DOC = (
+    "ISO 3166-1 alpha-2 (stored and answered in upper case); alpha-2 or alpha-3 in any case and "
+    "English names (China, United Kingdom) are read too"
+)
+
+
 class BankTransferInfoSchema(Schema):
-    bank_country = CountryCode(required=True, metadata={"description": "ISO 3166-1 alpha-2"})
+    bank_country = CountryCode(required=True, metadata={"description": COUNTRY_DOC})
     bank_name = text(128, required=True)
     bank_no = BankNumber(
         required=True, metadata={"description": "Account number or IBAN: 4 to 34 letters or digits (encrypted)"}
@@ -203,7 +248,7 @@ class BankTransferInfoSchema(Schema):
 
 
 class InternationalWireInfoSchema(Schema):
-    bank_country = CountryCode(required=True, metadata={"description": "ISO 3166-1 alpha-2"})
+    bank_country = CountryCode(required=True, metadata={"description": COUNTRY_DOC})
     bank_name = text(128, required=True)
     bank_no = BankNumber(required=True, metadata={"description": "Account number or IBAN (encrypted)"})
     beneficiary_address = text(255, required=True)
@@ -211,7 +256,7 @@ class InternationalWireInfoSchema(Schema):
 
 
 class CryptocurrencyInfoSchema(Schema):
-    network = fields.String(required=True, validate=validate.OneOf(CRYPTO_NETWORKS))
+    network = CryptoNetwork(required=True)
     wallet_address = fields.String(
         required=True,
         validate=validate.Length(min=1, max=128),
@@ -255,14 +300,14 @@ class NewInternationalWireInfoSchema(InternationalWireInfoSchema):
 
 class BankTransferInfoUpdateSchema(BankTransferInfoSchema):
     account_holder_name = payee_name_field()
-    bank_country = CountryCode()
+    bank_country = CountryCode(metadata={"description": COUNTRY_DOC})
     bank_name = text(128, blank=False)
     bank_no = BankNumber()
 
 
 class InternationalWireInfoUpdateSchema(InternationalWireInfoSchema):
     account_holder_name = payee_name_field()
-    bank_country = CountryCode()
+    bank_country = CountryCode(metadata={"description": COUNTRY_DOC})
     bank_name = text(128, blank=False)
     bank_no = BankNumber()
     beneficiary_address = text(255, blank=False)
@@ -272,7 +317,7 @@ class InternationalWireInfoUpdateSchema(InternationalWireInfoSchema):
 class CryptocurrencyInfoUpdateSchema(CryptocurrencyInfoSchema):
     """The address is checked against the network once merged with the stored values."""
 
-    network = fields.String(validate=validate.OneOf(CRYPTO_NETWORKS))
+    network = CryptoNetwork()
     wallet_address = fields.String(validate=validate.Length(min=1, max=128))
 
 
@@ -300,6 +345,10 @@ class NewPaymentAccountSchema(Schema):
     )
     remark = fields.String(validate=validate.Length(max=255))
 
+    @pre_load
+    def keep_used_info_only(self, data, **kwargs):
+        return keep_used_info_only(data, "payment_method")
+
     @validates_schema
     def check_info_matches_method(self, data, **kwargs):
         method = data.get("payment_method")
@@ -319,16 +368,34 @@ class NewPaymentAccountAnswerSchema(Schema):
     id = fields.Integer()
 
 
+class InfoUpdate(fields.Nested):
+    """An info object of #34. Which one is used depends on the account's method, which only
+    the service knows: a failing object is handed on with its errors (`UncheckedInfo`),
+    an error there only if it is the account's own method's."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as exc:
+            return services.UncheckedInfo(value, exc.messages)
+
+
+UPDATE_INFO_DOC = (
+    "Fields sent replace. Only the object of the account's method is used; the others may be "
+    "sent empty or null (as a form with a tab per method does)"
+)
+
+
 class PaymentAccountUpdateSchema(Schema):
-    bank_transfer_info = fields.Nested(
-        BankTransferInfoUpdateSchema, allow_none=True, metadata={"description": "Fields sent replace"}
+    bank_transfer_info = InfoUpdate(
+        BankTransferInfoUpdateSchema, allow_none=True, metadata={"description": UPDATE_INFO_DOC}
     )
-    cryptocurrency_info = fields.Nested(
-        CryptocurrencyInfoUpdateSchema, allow_none=True, metadata={"description": "Fields sent replace"}
+    cryptocurrency_info = InfoUpdate(
+        CryptocurrencyInfoUpdateSchema, allow_none=True, metadata={"description": UPDATE_INFO_DOC}
     )
     id = fields.Integer(metadata={"description": "账户ID: optional, must match the path"})
-    international_wire_info = fields.Nested(
-        InternationalWireInfoUpdateSchema, allow_none=True, metadata={"description": "Fields sent replace"}
+    international_wire_info = InfoUpdate(
+        InternationalWireInfoUpdateSchema, allow_none=True, metadata={"description": UPDATE_INFO_DOC}
     )
     is_default = fields.Boolean(
         allow_none=True, metadata={"description": "true: make default; false: no longer default; absent: unchanged"}

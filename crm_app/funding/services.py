@@ -10,6 +10,7 @@ For the deposit and withdrawal flows:
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -27,6 +28,7 @@ from crm_app.common.names import same_person_name
 from crm_app.extensions import db
 from crm_app.funding.models import DepositChannel, PaymentAccount, WithdrawalChannel
 from crm_app.kyc.countries import ISO_3166_ALPHA2
+from crm_app.kyc.country_names import country_code
 
 # Name of the encryption purpose (a key-derivation label), not a secret.
 SECRET_PURPOSE = "payout-account-number"  # noqa: S105
@@ -187,6 +189,41 @@ INFO_KEYS = {
     "international_wire_transfer": "international_wire_info",
     "cryptocurrency": "cryptocurrency_info",
 }
+# Choices a form fills in before anyone types (a network, a country, a currency): alone
+# they do not make an info object "filled in".
+PRESET_FIELDS = frozenset({"network", "currency", "bank_country"})
+
+
+def is_blank_value(value):
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def info_is_filled_in(value):
+    """Whether an info object holds something a person typed.
+
+    The seed's bodies send all three info objects, as a form with a tab per method does:
+    the tabs nobody used arrive as null, "", {} or an object of empty strings, perhaps with
+    a preselected network or country. Anything else (any other value) was typed.
+    """
+    if is_blank_value(value) or value == {}:
+        return False
+    if not isinstance(value, Mapping):
+        return True
+    return any(not is_blank_value(item) for name, item in value.items() if name not in PRESET_FIELDS)
+
+
+def unused_info_errors(values, method, why):
+    """Errors naming each info object of another method than `method` that was filled in,
+    and saying which one is used (`why`: "method is bank_transfer"); empty when the others
+    are blank."""
+    used = INFO_KEYS[method]
+    return {
+        key: [f"Must be empty or null: {why}, so {used} is the one used."]
+        for key_method, key in INFO_KEYS.items()
+        if key_method != method and info_is_filled_in(values.get(key))
+    }
+
+
 # The plain columns of each method's info object; the secret one is encrypted apart.
 PLAIN_FIELDS = {
     "bank_transfer": ("bank_country", "bank_name", "branch_name", "bsc_code"),
@@ -232,10 +269,12 @@ def normalise_swift(value):
 
 
 def normalise_country(value):
-    text = value.strip().upper()
-    if text not in ISO_3166_ALPHA2:
-        raise ValueError("Not a valid ISO 3166-1 alpha-2 country code.")
-    return text
+    """A country as people write it ("cn", "CHN", "China", "United Kingdom") -> its ISO
+    3166-1 alpha-2 code in upper case, as stored."""
+    code = country_code(value)
+    if code is None:
+        raise ValueError("Not a country: an ISO 3166-1 code (such as GB or GBR) or an English name (United Kingdom).")
+    return code
 
 
 def wallet_address_error(network, address):
@@ -412,6 +451,19 @@ def owned_account(user_id, account_id, lock=False):
     return account
 
 
+@dataclass(frozen=True)
+class UncheckedInfo:
+    """An info object of an update that failed its schema: an error only if it is the
+    account's own method's (see `update_payment_account`)."""
+
+    value: object
+    errors: dict
+
+
+def unchecked_value(value):
+    return value.value if isinstance(value, UncheckedInfo) else value
+
+
 def update_payment_account(user, account_id, values, client=None):
     """#34: partial update; `is_default` true moves the default here, false clears it."""
     values = dict(values)
@@ -422,13 +474,14 @@ def update_payment_account(user, account_id, values, client=None):
     account = owned_account(user.id, account_id, lock=True)
     method = account.payment_method
     own_key = INFO_KEYS[method]
-    wrong = {
-        key: [f"This is a {method} account: send {own_key}."]
-        for key in INFO_KEYS.values()
-        if key != own_key and values.get(key) is not None
-    }
+    # Only now is the method known: another method's object is ignored unless filled in,
+    # and only this method's object must be valid.
+    others = {key: unchecked_value(values.get(key)) for key in INFO_KEYS.values() if key != own_key}
+    wrong = unused_info_errors(others, method, f"this is a {method} account")
     if wrong:
         raise ValidationFailed(errors=wrong)
+    if isinstance(values.get(own_key), UncheckedInfo):
+        raise ValidationFailed(errors={own_key: values[own_key].errors})
 
     changed = []
     info = dict(values.get(own_key) or {})

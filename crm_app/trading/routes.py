@@ -51,12 +51,16 @@ class TradingAccounts(MethodView):
     @blp.response(201, schemas.OpenAccountAnswerSchema)
     @blp.error_responses(404, 503)
     def post(self, body):
-        """申请交易账号 Open a demo account at once, or apply for a live one (goes to review)"""
+        """申请交易账号 Open a demo account at once, or apply for a live one (goes to review)
+
+        `id` is the trading account's id, the one #46 (`GET /api/v1/client/trading-accounts/{id}`)
+        takes: a demo account's at once; null for a live application, whose account exists only
+        once the back office approves it (it then appears in #48). `application_id` is the
+        application's id, never an account's.
+        """
         is_demo = body.pop("is_demo")
         application, account = services.apply_for_account(current_user, body, client_info_from_request(), is_demo)
-        if account is not None:
-            return {"id": account.id, "status": "approved", "trading_account_id": account.id}
-        return {"id": application.id, "status": "pending", "trading_account_id": None}
+        return services.opening_answer(application, account)
 
 
 @blp.route("/client/account-applications")

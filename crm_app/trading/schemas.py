@@ -61,9 +61,20 @@ class OpenAccountSchema(NewAccountSchema):
 
 
 class OpenAccountAnswerSchema(Schema):
-    id = fields.Integer(metadata={"description": "The account's id (demo), or the application's id (live)"})
+    id = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The trading account's id (for #46 and every `trading_account_id`): a demo "
+            "account's at once; null while a live application waits for review"
+        },
+    )
+    application_id = fields.Integer(
+        metadata={"description": "Not in the seed: the account application's id (never a trading account's)"}
+    )
     status = fields.String(metadata={"description": "`approved` (account open) or `pending` (waits for review)"})
-    trading_account_id = fields.Integer(allow_none=True)
+    trading_account_id = fields.Integer(
+        allow_none=True, metadata={"description": "Not in the seed: the same as `id`, null while pending"}
+    )
 
 
 class ApplicationAnswerSchema(Schema):

@@ -25,7 +25,9 @@ class Withdrawals(MethodView):
         Send `fee`, `exchange_rate` and `remittance_amount` as computed from the channel (#25):
         fee = fixed + withdrawal_amount x percent / 100, and remittance_amount =
         (withdrawal_amount - fee) x exchange_rate, both half-up to cents. Values that differ
-        from the server's are a 422 naming the expected ones. Not enough free margin: 422
+        from the server's are a 422 naming the expected ones. The info object of `method` is
+        used; the other two may be sent empty or null (a form with a tab per method), and one
+        holding typed data is a 422 naming it. Not enough free margin: 422
         `insufficient_funds`. Then the back office reviews it: approval means paid out,
         rejection gives the money back to the trading account.
         """

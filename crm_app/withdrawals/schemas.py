@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from crm_app.broker.models import FUNDING_METHODS
 from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
@@ -11,6 +11,7 @@ from crm_app.funding.schemas import (
     CryptocurrencyInfoSchema,
     InternationalWireInfoSchema,
     decimal_rule,
+    keep_used_info_only,
     refuse_hidden_characters,
 )
 from crm_app.funding.services import INFO_KEYS
@@ -40,7 +41,9 @@ class WithdrawalWireInfoSchema(InternationalWireInfoSchema):
 
 class WithdrawalCryptoInfoSchema(CryptocurrencyInfoSchema):
     currency = fields.String(
-        validate=CURRENCY_CODE, metadata={"description": "Defaults to the top-level `currency`; must equal it"}
+        allow_none=True,
+        validate=validate.Regexp(r"^([A-Za-z0-9]{2,16})?$", error=CURRENCY_CODE.error),
+        metadata={"description": "Defaults to the top-level `currency` (absent, null or empty); must equal it"},
     )
 
 
@@ -98,6 +101,10 @@ class NewWithdrawalSchema(Schema):
         validate=decimal_rule(low=Decimal(0), low_inclusive=False),
         metadata={"description": "出金金额: what leaves the trading account, in its currency"},
     )
+
+    @pre_load
+    def keep_used_info_only(self, data, **kwargs):
+        return keep_used_info_only(data, "method", saved_account_field="payment_account_id")
 
     @validates_schema
     def check_info_matches_method(self, data, **kwargs):
