@@ -156,13 +156,18 @@ def fixed_text_converter(places, fallback):
     return fixed_text
 
 
+def cells_by_type(converters, other):
+    def by_type(value):
+        return converters.get(type(value), other)(value)
+
+    return by_type
+
+
 def column_converters(document, converters, other):
     """One text converter per column: a number column writes its places whatever the database
     handed back; any other cell goes by its type (`converters`, else `other`)."""
 
-    def by_type(value):
-        return converters.get(type(value), other)(value)
-
+    by_type = cells_by_type(converters, other)
     return [
         fixed_text_converter(places, by_type) if kind == "number" and places is not None else by_type
         for kind, places in document.kinds
@@ -195,7 +200,10 @@ class CsvWriter:
         self.writer.writerow(document.headers)
 
     def write_row(self, values):
-        self.writer.writerow([convert(value) for convert, value in zip(self.cells, values, strict=True)])
+        cells = self.cells
+        if len(values) > len(cells):  # cells past the headers: written by their type
+            cells = self.cells = cells + [cells_by_type(self.converters, self._other)] * (len(values) - len(cells))
+        self.writer.writerow([convert(value) for convert, value in zip(cells, values, strict=False)])
 
     def _other(self, value):
         if isinstance(value, str):
@@ -289,7 +297,10 @@ class XlsxWriter:
         return value
 
     def write_row(self, values):
-        self.sheet.append([convert(value) for convert, value in zip(self.cells, values, strict=True)])
+        cells = self.cells
+        if len(values) > len(cells):  # cells past the headers: written by their type
+            cells = self.cells = cells + [self._cell] * (len(values) - len(cells))
+        self.sheet.append([convert(value) for convert, value in zip(cells, values, strict=False)])
 
     def close(self):
         about = self.workbook.create_sheet(label("about", self.document.language))
