@@ -2,14 +2,12 @@
 row for row against the list route, the signed link, progress, failures, cleanup,
 and memory on a large export."""
 
-import base64
 import csv
 import io
 import re
 import shutil
 import subprocess
 import tracemalloc
-import zlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -153,63 +151,40 @@ def owner(factory, client):
     return user, factory.headers(client, user)
 
 
-# PDF reading without reportlab: enough of the format to count pages and read text ---------
+# PDF reading: pypdf, a reader of its own (reportlab only writes) -------------------------
 
 
-def pdf_streams(data):
-    """Each stream's decoded bytes (reportlab writes ASCII85 over Flate)."""
-    for match in re.finditer(rb"/Length (\d+)\s*>>\s*stream\r?\n", data):
-        header = data[data.rfind(b" obj", 0, match.start()) : match.start()]
-        body = data[match.end() : match.end() + int(match.group(1))]
-        if b"/ASCII85Decode" in header:
-            body = base64.a85decode(body.strip().removesuffix(b"~>"))
-        if b"/FlateDecode" in header:
-            body = zlib.decompress(body)
-        yield header, body
+def pdf_text_runs(data):
+    """Every string the pages draw, in drawing order (fonts' ToUnicode maps applied)."""
+    from pypdf import PdfReader
+
+    runs = []
+    for page in PdfReader(io.BytesIO(data)).pages:
+        page.extract_text(visitor_text=lambda text, *_: runs.append(text.strip()) if text.strip() else None)
+    return runs
 
 
-ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("f"): b"\f"}
+def pdf_fonts(data):
+    """{(font name, embedded?)} of every font the pages use (a composite font: its descendant)."""
+    from pypdf import PdfReader
 
-
-def pdf_literal_strings(stream):
-    """The `(...)` strings of a content stream, escapes resolved."""
-    strings, i = [], 0
-    while (i := stream.find(b"(", i)) != -1:
-        depth, i, out = 1, i + 1, bytearray()
-        while depth:
-            ch = stream[i]
-            if ch == ord("\\"):
-                nxt = stream[i + 1]
-                if ord("0") <= nxt <= ord("7"):
-                    digits = re.match(rb"[0-7]{1,3}", stream[i + 1 : i + 4]).group()
-                    out.append(int(digits, 8))
-                    i += 1 + len(digits)
-                    continue
-                out += ESCAPES.get(nxt, bytes([nxt]))
-                i += 2
-                continue
-            if ch == ord("("):
-                depth += 1
-            elif ch == ord(")"):
-                depth -= 1
-                if not depth:
-                    break
-            out.append(ch)
-            i += 1
-        strings.append(bytes(out))
-        i += 1
-    return strings
+    fonts = set()
+    for page in PdfReader(io.BytesIO(data)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            if "/DescendantFonts" in font:
+                font = font["/DescendantFonts"][0].get_object()
+            descriptor = font.get("/FontDescriptor")
+            files = descriptor.get_object().keys() if descriptor is not None else ()
+            fonts.add((str(font["/BaseFont"]), any(key in files for key in ("/FontFile", "/FontFile2", "/FontFile3"))))
+    return fonts
 
 
 def read_pdf(data):
-    """(page count, all text): every string is in the CID font, so UTF-16-BE."""
-    pages = max(int(n) for n in re.findall(rb"/Count (\d+)", data))
-    texts = []
-    for header, body in pdf_streams(data):
-        if b"/Subtype /Image" in header:
-            continue
-        texts += [s.decode("utf-16-be", errors="replace") for s in pdf_literal_strings(body) if len(s) % 2 == 0]
-    return pages, "\n".join(texts)
+    """(page count, all text)."""
+    from pypdf import PdfReader
+
+    return len(PdfReader(io.BytesIO(data)).pages), "\n".join(pdf_text_runs(data))
 
 
 # Each format, row for row ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from crm_app.funding.models import DepositChannel, WithdrawalChannel
 from crm_app.review.models import ReviewItem
 from crm_app.sync.models import ClosedPosition
 from crm_app.withdrawals.models import Withdrawal
-from tests.test_exports import pdf_literal_strings, pdf_streams
+from tests.test_exports import pdf_text_runs
 from tests.test_reports_money import account_for, add_deposit, add_transfer, tree  # noqa: F401 - `tree` fixture
 from tests.test_reports_trading import traders  # noqa: F401 - the `traders` fixture
 
@@ -86,12 +86,7 @@ def xlsx_cells(data, expected):
 
 
 def pdf_strings(data):
-    strings = []
-    for header, body in pdf_streams(data):
-        if b"/Subtype /Image" in header:
-            continue
-        strings += [s.decode("utf-16-be") for s in pdf_literal_strings(body) if len(s) % 2 == 0]
-    return strings
+    return pdf_text_runs(data)
 
 
 def assert_pdf_rows(data, headers, expected):

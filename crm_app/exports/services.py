@@ -143,6 +143,10 @@ class Column:
     header_i18n: dict
     width: float = 1.0  # relative width in the PDF and the spreadsheet
     align: str = "left"  # "right" for amounts (PDF)
+    # "text"; "time" (a naive-UTC datetime, shown in the broker's zone); "number" (shown to
+    # `places` decimals as the list shows it, whatever type the database hands back).
+    kind: str = "text"
+    places: int | None = None
 
     def header(self, language):
         return self.header_i18n.get(language) or self.header_i18n["en"]
@@ -633,6 +637,7 @@ def export_document(export, source, filters, total):
         language=language,
         widths=[column.width for column in source.columns],
         aligns=[column.align for column in source.columns],
+        kinds=[(column.kind, column.places) for column in source.columns],
         zone=zone,
         generated_at=datetime.now(timezone.utc).astimezone(zone),
         broker_name=names.get(language) or names.get("en") or "",
@@ -812,10 +817,10 @@ register_report(
     "own-transfers",
     columns=[
         Column("order_number", {"en": "Order number", "zh-CN": "订单号", "zh-TW": "訂單號"}, width=1.3),
-        Column("submit_time", {"en": "Submit time", "zh-CN": "提交时间", "zh-TW": "提交時間"}, width=1.3),
+        Column("submit_time", {"en": "Submit time", "zh-CN": "提交时间", "zh-TW": "提交時間"}, width=1.3, kind="time"),
         Column("source_account", {"en": "From account", "zh-CN": "转出账户", "zh-TW": "轉出帳戶"}),
         Column("target_account", {"en": "To account", "zh-CN": "转入账户", "zh-TW": "轉入帳戶"}),
-        Column("amount", {"en": "Amount", "zh-CN": "金额", "zh-TW": "金額"}, align="right"),
+        Column("amount", {"en": "Amount", "zh-CN": "金额", "zh-TW": "金額"}, align="right", kind="number", places=2),
         Column("currency", {"en": "Currency", "zh-CN": "币种", "zh-TW": "幣種"}, width=0.6),
         Column("status", {"en": "Status", "zh-CN": "状态", "zh-TW": "狀態"}, width=0.8),
         Column("remark", {"en": "Remark", "zh-CN": "备注", "zh-TW": "備註"}, width=2),

@@ -11,9 +11,10 @@ import csv
 import io
 import logging
 import math
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from xml.sax.saxutils import escape
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ CONTENT_TYPES = {
 }
 
 WIRE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The same look in a spreadsheet: a real date and time, shown as the lists write it.
+XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 
 # What the writers print around the rows, in the export's language.
 LABELS = {
@@ -65,11 +68,14 @@ class ExportDocument:
     logo: bytes | None = None
     filters: list = field(default_factory=list)  # [(label, text)]
     rows_total: int = 0
+    # Per column: ("text", None), ("time", None) or ("number", places): how a cell is shown.
+    kinds: list = field(default_factory=list)
 
     def __post_init__(self):
         count = len(self.headers)
         self.widths = list(self.widths) or [1.0] * count
         self.aligns = list(self.aligns) or ["left"] * count
+        self.kinds = list(self.kinds) or [("text", None)] * count
         if self.generated_at is None:
             self.generated_at = datetime.now(self.zone)
 
@@ -131,6 +137,43 @@ def text_converters(zone):
     }
 
 
+def fixed_number(value, places):
+    """A number to `places` decimals, rounded half away from zero, as the lists' fields and
+    PostgreSQL's round() do (SQLite hands back floats: "250.0000000000" must read "250.00")."""
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    return Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP) + 0  # + 0: no -0.00
+
+
+def fixed_text_converter(places, fallback):
+    def fixed_text(value):
+        if value is None:
+            return ""
+        if isinstance(value, (Decimal, int, float)) and not isinstance(value, bool):
+            return f"{fixed_number(value, places):.{places}f}"
+        return fallback(value)
+
+    return fixed_text
+
+
+def cells_by_type(converters, other):
+    def by_type(value):
+        return converters.get(type(value), other)(value)
+
+    return by_type
+
+
+def column_converters(document, converters, other):
+    """One text converter per column: a number column writes its places whatever the database
+    handed back; any other cell goes by its type (`converters`, else `other`)."""
+
+    by_type = cells_by_type(converters, other)
+    return [
+        fixed_text_converter(places, by_type) if kind == "number" and places is not None else by_type
+        for kind, places in document.kinds
+    ]
+
+
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -150,14 +193,17 @@ class CsvWriter:
         # Text from people (remarks, names) must not run as a formula; numbers and
         # times are never text here, so "-5.00" stays a negative amount.
         self.converters[str] = formula_safe
+        self.cells = column_converters(document, self.converters, self._other)
         self.file = open(path, "w", encoding="utf-8-sig", newline="")  # closed in close()
         # "\n" when PostgreSQL's COPY writes the rows, so the header ends as they do.
         self.writer = csv.writer(self.file, lineterminator=line_end)
         self.writer.writerow(document.headers)
 
     def write_row(self, values):
-        converters = self.converters
-        self.writer.writerow([converters.get(type(value), self._other)(value) for value in values])
+        cells = self.cells
+        if len(values) > len(cells):  # cells past the headers: written by their type
+            cells = self.cells = cells + [cells_by_type(self.converters, self._other)] * (len(values) - len(cells))
+        self.writer.writerow([convert(value) for convert, value in zip(cells, values, strict=False)])
 
     def _other(self, value):
         if isinstance(value, str):
@@ -175,7 +221,11 @@ class CsvWriter:
 
 
 class XlsxWriter:
-    """openpyxl's write-only workbook: each row goes to a temporary file as it comes."""
+    """openpyxl's write-only workbook: each row goes to a temporary file as it comes.
+
+    Numbers are number cells rounded to the list's places, with a `0.00`-style format;
+    times are date cells in the broker's time zone, shown `yyyy-mm-dd hh:mm:ss`.
+    """
 
     extension = "xlsx"
 
@@ -193,8 +243,9 @@ class XlsxWriter:
         self.illegal = ILLEGAL_CHARACTERS_RE
         self.workbook = Workbook(write_only=True)
         self.sheet = self.workbook.create_sheet(sheet_title(document.title))
-        for index, weight in enumerate(document.widths, 1):
-            self.sheet.column_dimensions[get_column_letter(index)].width = max(8, round(14 * weight))
+        for index, (weight, (kind, _)) in enumerate(zip(document.widths, document.kinds, strict=True), 1):
+            width = 20 if kind == "time" else max(8, round(14 * weight))
+            self.sheet.column_dimensions[get_column_letter(index)].width = width
         self.sheet.freeze_panes = "A2"
         bold = Font(bold=True)
         header = []
@@ -203,13 +254,38 @@ class XlsxWriter:
             cell.font = bold
             header.append(cell)
         self.sheet.append(header)
+        # A styled cell per format, copied for each cell (setting a format by name costs a look-up).
+        self.time_style = self._style_of(XLSX_TIME_FORMAT)
+        self.cells = [self._column_cell(kind, places) for kind, places in document.kinds]
+
+    def _style_of(self, number_format):
+        template = self.cell_class(self.sheet)
+        template.number_format = number_format
+        return template._style
+
+    def _styled(self, value, style):
+        cell = self.cell_class(self.sheet, value=value)
+        cell._style = copy(style)
+        return cell
+
+    def _column_cell(self, kind, places):
+        if kind == "number" and places is not None:
+            style = self._style_of("0." + "0" * places if places else "0")
+
+            def number_cell(value):
+                if isinstance(value, (Decimal, int, float)) and not isinstance(value, bool):
+                    return self._styled(fixed_number(value, places), style)
+                return self._cell(value)
+
+            return number_cell
+        return self._cell
 
     def _clean(self, text):
         return self.illegal.sub("", text)
 
     def _cell(self, value):
         if isinstance(value, datetime):
-            return local_time(value, self.zone)
+            return self._styled(local_time(value, self.zone), self.time_style)
         if isinstance(value, str):
             text = self._clean(value)
             if text.startswith("="):
@@ -221,7 +297,10 @@ class XlsxWriter:
         return value
 
     def write_row(self, values):
-        self.sheet.append([self._cell(value) for value in values])
+        cells = self.cells
+        if len(values) > len(cells):  # cells past the headers: written by their type
+            cells = self.cells = cells + [self._cell] * (len(values) - len(cells))
+        self.sheet.append([convert(value) for convert, value in zip(cells, values, strict=False)])
 
     def close(self):
         about = self.workbook.create_sheet(label("about", self.document.language))
@@ -247,20 +326,32 @@ def sheet_title(title):
 
 # PDF ----------------------------------------------------------------------------------
 
-CJK_FONT = "STSong-Light"
+# The PDF's one font, embedded (a subset of the glyphs used): WenQuanYi Micro Hei, a TrueType
+# font (glyf outlines, which reportlab can embed) with Latin, simplified and traditional Chinese,
+# shipped by the `paperang-p2-fonts-cjk` package. reportlab's built-in CID fonts are never embedded:
+# a viewer without Adobe's Chinese language pack draws nothing.
+PDF_FONT = "WenQuanYiMicroHei"
+PDF_FONT_PACKAGE = "paperang_p2_fonts_cjk"
+PDF_FONT_FILE = "fonts/wqy-microhei.ttc"
 _font_registered = False
 
 
-def register_cjk_font():
-    """reportlab's built-in CID font: Chinese (and Latin) text without shipping a font file."""
+def pdf_font_path():
+    from importlib.resources import files
+
+    return str(files(PDF_FONT_PACKAGE).joinpath(PDF_FONT_FILE))
+
+
+def register_pdf_font():
+    """The embedded TrueType font every string of the PDF is set in."""
     global _font_registered
     if not _font_registered:
         from reportlab.pdfbase import pdfmetrics
-        from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+        from reportlab.pdfbase.ttfonts import TTFont
 
-        pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
+        pdfmetrics.registerFont(TTFont(PDF_FONT, pdf_font_path(), subfontIndex=0))
         _font_registered = True
-    return CJK_FONT
+    return PDF_FONT
 
 
 class PdfWriter:
@@ -286,22 +377,31 @@ class PdfWriter:
         from reportlab.lib.pagesizes import A4, landscape
         from reportlab.pdfgen.canvas import Canvas
 
-        self.font = register_cjk_font()
+        self.font = register_pdf_font()
         self.document = document
         self.zone = document.zone
         self.language = document.language
         self.converters = text_converters(document.zone)
+        self.cells = column_converters(document, self.converters, self._other)
+        # Numbers and times are shown whole (their columns are made wide enough); text is cut.
+        self.cut = [kind == "text" for kind, _ in document.kinds]
         self.page_width, self.page_height = landscape(A4)
         self.content_width = self.page_width - 2 * self.MARGIN
-        self.canvas = Canvas(path, pagesize=(self.page_width, self.page_height), pageCompression=1)
+        self.canvas = Canvas(
+            path,
+            pagesize=(self.page_width, self.page_height),
+            pageCompression=1,
+            # Not reportlab's Helvetica, which would be the one font left unembedded.
+            initialFontName=self.font,
+            initialFontSize=self.FONT_SIZE,
+        )
         title = f"{document.broker_name} - {document.title}" if document.broker_name else document.title
         self.canvas.setTitle(title)
         self.canvas.setAuthor(document.broker_name or "")
         self.canvas.setSubject(document.filters_text)
         self.canvas.setCreator("forex-broker-crm exports")
 
-        total_weight = sum(document.widths) or 1
-        self.col_widths = [self.content_width * w / total_weight for w in document.widths]
+        self.col_widths = self._column_widths()
         self.headers = [self._fit(text, width) for text, width in zip(document.headers, self.col_widths, strict=True)]
         self.logo = self._logo_image(document.logo)
         self.first_block, first_block_height = self._first_page_block()
@@ -331,6 +431,47 @@ class PdfWriter:
         self.table_style = style
         self.page = 0
         self.rows = []
+
+    def _least_width(self, header, kind, places):
+        """What a column needs: its header whole, and a time or a number read whole (a time is
+        always 19 characters; a price gets five digits before the point, an amount seven: a
+        longer one overflows its cell a little rather than being cut)."""
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+
+        samples = [header]
+        if kind == "time":
+            samples.append("0000-00-00 00:00:00")
+        elif kind == "number":
+            digits = 5 if places and places > 2 else 7
+            samples.append("-" + "0" * digits + ("." + "0" * places if places else ""))
+        widest = max(stringWidth(sample, self.font, self.FONT_SIZE) for sample in samples)
+        return widest + 2 * self.CELL_PADDING + 1
+
+    def _column_widths(self):
+        """The page's width shared by the columns' weights, times and numbers given their
+        least width first (a column below it is fixed there, the rest is shared again)."""
+        weights = list(self.document.widths)
+        least = [
+            self._least_width(header, kind, places)
+            for header, (kind, places) in zip(self.document.headers, self.document.kinds, strict=True)
+        ]
+        widths = [None] * len(weights)
+        while True:
+            free = [i for i, width in enumerate(widths) if width is None]
+            room = self.content_width - sum(width for width in widths if width is not None)
+            total = sum(weights[i] for i in free) or 1
+            short = [i for i in free if room * weights[i] / total < least[i]]
+            if not short or room <= 0:
+                break
+            for i in short:
+                widths[i] = least[i]
+        room = max(0, self.content_width - sum(width for width in widths if width is not None))
+        total = sum(weights[i] for i, width in enumerate(widths) if width is None) or 1
+        widths = [room * weights[i] / total if width is None else width for i, width in enumerate(widths)]
+        used = sum(widths)
+        if used > self.content_width:  # too many columns for the page: everything shrinks alike
+            widths = [width * self.content_width / used for width in widths]
+        return widths
 
     def pages_for(self, rows_total):
         if rows_total <= self.capacity_first:
@@ -419,8 +560,8 @@ class PdfWriter:
     def write_row(self, values):
         self.rows.append(
             [
-                self._fit(self.converters.get(type(value), self._other)(value), width)
-                for value, width in zip(values, self.col_widths, strict=True)
+                self._fit(convert(value), width) if cut else convert(value)
+                for convert, value, width, cut in zip(self.cells, values, self.col_widths, self.cut, strict=True)
             ]
         )
         if len(self.rows) >= self._capacity():

@@ -35,7 +35,15 @@ H = {
     "pending_price": ("Pending price", "挂单价", "掛單價"),
     "pending_time": ("Pending time", "挂单时间", "掛單時間"),
 }
-RIGHT = {"amount", "fee", "volume", "open_price", "close_price", "sl", "tp", "commission", "swap", "profit"}
+# How the list shows each number (schemas: Money 2 places, Fixed volumes 2, Price 5) and which
+# cells are times: every file, whatever the database, shows them the same way.
+PLACES = {
+    **dict.fromkeys(("amount", "fee", "commission", "swap", "profit"), services.MONEY_PLACES),
+    "volume": services.VOLUME_PLACES,
+    **dict.fromkeys(("open_price", "close_price", "sl", "tp", "pending_price"), services.PRICE_PLACES),
+}
+TIMES = {"submit_time", "open_time", "close_time", "pending_time"}
+RIGHT = set(PLACES) | {"leverage"}
 FILTER_LABELS = {
     key: dict(zip(("en", "zh-CN", "zh-TW"), texts, strict=True))
     for key, texts in {
@@ -58,7 +66,13 @@ def register(name, keys, export_query, count, title):
     """`export_query(user, filters)` selects one column per key, in order (a nested trading
     account is its login in a file); `count(user, filters)` is the list's exact total."""
     columns = [
-        Column(key, dict(zip(("en", "zh-CN", "zh-TW"), H[key], strict=True)), align="right" if key in RIGHT else "left")
+        Column(
+            key,
+            dict(zip(("en", "zh-CN", "zh-TW"), H[key], strict=True)),
+            align="right" if key in RIGHT else "left",
+            kind="number" if key in PLACES else "time" if key in TIMES else "text",
+            places=PLACES.get(key),
+        )
         for key in keys
     ]
     register_report(

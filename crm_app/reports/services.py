@@ -1,8 +1,10 @@
 """Report queries. Each `*_query(user, filters)` is a Select in the caller's scope, shared
 by the list routes and the exports, so a file always carries what the list shows."""
 
-from sqlalchemy import Numeric, String, and_, case, cast, false, func, or_, select
+from sqlalchemy import String, and_, case, cast, false, func, literal_column, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from crm_app.auth.models import User
 from crm_app.deposits.models import Deposit
@@ -358,9 +360,33 @@ PRICE_PLACES = 5
 VOLUME_PLACES = 2
 
 
+class fixed_places(FunctionElement):  # noqa: N801 - named like the SQL functions it stands for
+    """`round(column, places)` on PostgreSQL, which rounds half away from zero as the list's
+    fields do (schemas.Fixed), so COPY writes the list's text. Elsewhere the column as it is:
+    SQLite's round() answers a float ("250.0000000000", or 1.12344 for 1.123445), so the
+    writers round the exact value in Python, the list's way."""
+
+    name = "round"
+    inherit_cache = True
+
+    def __init__(self, column, places):
+        super().__init__(column, literal_column(str(int(places))))
+        self.type = column.type
+
+
+@compiles(fixed_places)
+def _column_as_it_is(element, compiler, **kw):
+    column, _places = element.clauses
+    return compiler.process(column, **kw)
+
+
+@compiles(fixed_places, "postgresql")
+def _rounded(element, compiler, **kw):
+    return f"round({compiler.process(element.clauses, **kw)})"
+
+
 def _fixed(column, places):
-    # PostgreSQL's round() rounds half away from zero; so do the list's fields (schemas.Fixed).
-    return func.round(column, places, type_=Numeric())
+    return fixed_places(column, places)
 
 
 def _text(column):

@@ -9,7 +9,9 @@ One run of `sync_server`:
    like a real server's, need not agree with ours);
 3. accounts the sync has never met are first pulled from a day before their creation;
 4. pulls history from `watermark - overlap` to that time, window by window, logins in
-   batches: history orders and deals are upserted by (server, ticket), the closed positions
+   batches; each window's end is included (a deal done in the very second the server's
+   clock was read is in this run, not the next; a deal on a boundary read twice is one row):
+   history orders and deals are upserted by (server, ticket), the closed positions
    of every position touched are derived again from its deals (upserted by closing deal),
    and the watermark moves to the window's end in the window's last transaction;
 5. replaces the snapshot of open positions and pending orders of those logins (what the

@@ -581,11 +581,19 @@ class MT5WebAPIGateway:
             start = stop
 
     def _iter_windowed(self, path, logins, start, end):
-        """Records of `logins` in [start, end), one time window at a time (MT's from/to include both ends)."""
-        for window_start, window_end in self._windows(start, end):
+        """Records of `logins` from `start` to `end`, both included, one time window at a time.
+
+        MT's from/to are whole seconds and include both ends. Windows inside the range meet
+        without overlapping (`to` is the next one's `from` - 1); the last one ends at `end`'s
+        second, included: a deal done in the very second the caller read the server's clock
+        belongs to this read, not to the next one.
+        """
+        windows = list(self._windows(start, end))
+        for index, (window_start, window_end) in enumerate(windows):
+            last = index == len(windows) - 1
             params = {
                 "from": self.clock.to_server(window_start),
-                "to": self.clock.to_server(window_end) - 1,
+                "to": self.clock.to_server(window_end) - (0 if last else 1),
             }
             records = self._batches(path, logins, params)
             yield from sorted(records, key=lambda r: (to_int(r.get("Time") or r.get("TimeDone")), self._ticket(r)))
