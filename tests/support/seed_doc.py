@@ -185,12 +185,11 @@ def parse_row(line):
     if required:
         words = words[:-1]
     name = words[0] if words else None
-    for prefix, kind, items in TYPE_WORDS:
-        if type_cell.startswith(prefix):
-            rest = type_cell[len(prefix) :].strip()
-            break
-    else:
+    found = next((entry for entry in TYPE_WORDS if type_cell.startswith(entry[0])), None)
+    if found is None:
         raise ValueError(f"unknown type in seed row: {line!r}")
+    prefix, kind, items = found
+    rest = type_cell[len(prefix) :].strip()
     enum = ()
     match = re.search(r'(?:Enum|Value): ((?:"[^"]*"\s*)+)', rest)
     if match:
