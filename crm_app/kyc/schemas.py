@@ -47,7 +47,9 @@ class EVerifyDataSchema(Schema):
 
 def module_dict(description):
     return fields.Dict(
-        keys=fields.String(), values=fields.Raw(metadata=ANY_FORM_VALUE), metadata={"description": description}
+        keys=fields.String(),
+        values=fields.Raw(metadata={**ANY_FORM_VALUE, "nullable": True}),
+        metadata={"description": description},
     )
 
 
@@ -211,7 +213,7 @@ class AdminFieldSchema(Schema):
     sort = fields.Integer(validate=DB_INTEGER)
     description = fields.String(validate=validate.Length(max=500))
     url = fields.String(validate=validate.Length(max=1024))
-    value = fields.Raw(dump_only=True, metadata=ANY_FORM_VALUE)
+    value = fields.Raw(dump_only=True, metadata={**ANY_FORM_VALUE, "nullable": True})
 
 
 class AdminModuleSchema(Schema):
