@@ -386,7 +386,14 @@ def test_currencies_are_filtered_by_funding_method(api, demo):
     assert usd == {"code": "USD", "name": {"en": "US Dollar", "zh": "美元"}}
 
 
-@pytest.mark.parametrize("query", ["?method=normal", "?method=paypal", "?method=", "?method=all&page=1"])
+def test_normal_means_every_currency_as_the_seed_says(api, demo):
+    """The seed's enum for #9 says `all`, its text says "normal为全部" (normal is all): a
+    front end may send either, and both answer the whole list."""
+    assert currency_codes(api, "?method=normal") == currency_codes(api, "?method=all")
+    assert currency_codes(api, "?method=normal") == ["USD", "EUR", "CNY", "USDT", "BTC"]
+
+
+@pytest.mark.parametrize("query", ["?method=paypal", "?method=NORMAL", "?method=", "?method=all&page=1"])
 def test_currencies_with_a_bad_method_are_422(api, demo, query):
     field = "page" if "page" in query else "method"
     assert_error(api.get(f"/api/v1/currencies{query}"), 422, "validation_error", field)

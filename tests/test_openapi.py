@@ -117,6 +117,35 @@ def test_openapi_document_has_no_null_keywords(document):
     assert null_keywords(document) == []
 
 
+def test_every_property_of_every_schema_has_a_type(document):
+    """A client generated from the document gets a type for every field: values worked out
+    at dump time (#9 `name`, #13 `server_*`, #20 `fee`, #23 `icon`, #47 `leverage_options`,
+    ...) and form values say what they are instead of rendering as `{}`."""
+    untyped = []
+    for where, node in walk(document["components"]["schemas"], "#/components/schemas"):
+        for name, prop in (node.get("properties") or {}).items():
+            if not any(key in prop for key in ("type", "$ref", "allOf", "anyOf", "oneOf")):
+                untyped.append(f"{where}/properties/{name}")
+    assert untyped == []
+
+
+def test_computed_objects_are_documented_with_their_schema(client, document):
+    """#9 `name` and #47 `leverage_options` are objects in the document as on the wire."""
+    schemas = document["components"]["schemas"]
+    name = schemas["Currency"]["properties"]["name"]
+    assert name["type"] == "object"
+    assert name["allOf"] == [{"$ref": "#/components/schemas/CurrencyName"}]
+    assert set(schemas["CurrencyName"]["properties"]) == {"en", "zh"}
+    options = schemas["AccountType"]["properties"]["leverage_options"]
+    assert options["type"] == "array" and options["items"] == {"$ref": "#/components/schemas/LeverageOption"}
+    assert {key: value["type"] for key, value in schemas["LeverageOption"]["properties"].items()} == {
+        "id": "integer",
+        "value": "integer",
+    }
+    for schema, field in (("Balance", "trading_account"), ("Deposit", "remittance_name"), ("DepositChannel", "fee")):
+        assert schemas[schema]["properties"][field]["type"] == "string", (schema, field)
+
+
 def test_openapi_document_is_openapi_3_with_title_and_version(document):
     assert document["openapi"].startswith("3.0")
     assert document["info"]["title"]

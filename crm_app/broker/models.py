@@ -9,6 +9,8 @@ from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
 
 FUNDING_METHODS = ("bank_transfer", "international_wire_transfer", "cryptocurrency")
+# The seed's enum says `all` and its text says "normal为全部": both mean no method filter.
+EVERY_METHOD = ("all", "normal")
 
 
 class BrokerSetting(db.Model):

@@ -1,7 +1,7 @@
 from marshmallow import fields, validate
 
-from crm_app.broker.models import FUNDING_METHODS
-from crm_app.common.schemas import Schema, i18n_text_field
+from crm_app.broker.models import EVERY_METHOD, FUNDING_METHODS
+from crm_app.common.schemas import Computed, Schema, i18n_text_field
 
 URL = lambda **kw: fields.String(validate=validate.Length(max=1024), **kw)  # noqa: E731
 LAYOUTS = ("center", "left", "right", "split")
@@ -75,10 +75,7 @@ class CurrencyNameSchema(Schema):
 
 class CurrencySchema(Schema):
     code = fields.String()
-    name = fields.Method("dump_name")
-
-    def dump_name(self, currency):
-        return {"en": currency.name_en, "zh": currency.name_zh}
+    name = Computed(lambda currency: {"en": currency.name_en, "zh": currency.name_zh}, nested=CurrencyNameSchema)
 
 
 class CurrencyListSchema(Schema):
@@ -89,8 +86,11 @@ class CurrencyListSchema(Schema):
 class CurrencyQuerySchema(Schema):
     method = fields.String(
         load_default="all",
-        validate=validate.OneOf(("all",) + FUNDING_METHODS),
-        metadata={"description": "出入金方式: all, bank_transfer, international_wire_transfer, cryptocurrency"},
+        validate=validate.OneOf(EVERY_METHOD + FUNDING_METHODS),
+        metadata={
+            "description": "出入金方式: all (or normal, its synonym in the seed's text) for every currency, "
+            "bank_transfer, international_wire_transfer, cryptocurrency"
+        },
     )
 
 

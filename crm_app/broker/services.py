@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.admin.services import record_audit_log
-from crm_app.broker.models import BrokerSetting, Currency, Menu, PermissionAction
+from crm_app.broker.models import EVERY_METHOD, BrokerSetting, Currency, Menu, PermissionAction
 from crm_app.common.errors import Conflict, NotFound
 from crm_app.common.reads import fetch_rows
 from crm_app.extensions import db
@@ -114,7 +114,7 @@ def list_currencies(method="all", include_disabled=False):
     if not include_disabled:
         query = query.where(Currency.enabled.is_(True))
     currencies = db.session.scalars(query).all()
-    if method and method != "all":
+    if method and method not in EVERY_METHOD:
         # A handful of rows: filtering the JSON list here is portable across databases.
         currencies = [c for c in currencies if method in (c.methods or [])]
     return currencies

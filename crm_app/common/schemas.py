@@ -157,12 +157,55 @@ def wire_time_properties(self, field, ret, **kwargs):
     return {}
 
 
+class Computed(fields.Function):
+    """A value worked out at dump time, typed in the OpenAPI document.
+
+    apispec cannot see what a function returns, so a bare `fields.Function` or
+    `fields.Method` is documented as `{}`, a value of no type, and a client generated
+    from the document gets `any`. Say the wire type here: `openapi_type` for a scalar,
+    `nested` (a schema class) for an object, with `many=True` for a list of them.
+    The value served is whatever `function` returns, unchanged.
+    """
+
+    def __init__(self, function, openapi_type="string", *, nested=None, many=False, **kwargs):
+        super().__init__(function, **kwargs)
+        self.openapi_type = openapi_type
+        self.nested = nested
+        self.many = many
+
+
+def computed_properties(self, field, ret, **kwargs):
+    """The OpenAPI type of a `Computed` field (a `$ref` to its schema for an object)."""
+    if not isinstance(field, Computed):
+        return {}
+    if field.nested is None:
+        return {"type": field.openapi_type}
+    reference = self.resolve_nested_schema(field.nested)
+    if field.many:
+        return {"type": "array", "items": reference}
+    # OpenAPI 3.0 ignores the siblings of a `$ref` (readOnly, nullable, description).
+    return {"type": "object", "allOf": [reference]}
+
+
+# A value a person typed into a form: text, a number, a yes/no, or the choices of a
+# checkbox. OpenAPI 3.0 has no "any" type, so the document lists what it can be.
+ANY_FORM_VALUE = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"type": "string"}},
+    ]
+}
+
+
 def register_field_types(api):
     """Tell apispec how our custom fields look, so the document stays valid."""
     api.register_field(Money, "string", "decimal")
     api.register_field(BrokerTime, "string", None)
     if getattr(api, "ma_plugin", None) is not None:
         api.ma_plugin.converter.add_attribute_function(wire_time_properties)
+        api.ma_plugin.converter.add_attribute_function(computed_properties)
 
 
 def i18n_text_field(**kwargs):

@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
 
 
 class NewDepositSchema(Schema):
@@ -33,10 +33,10 @@ class SubmitAnswerSchema(Schema):
 
 
 class DepositAccountSchema(Schema):
-    account = fields.Function(lambda a: str(a.login))
+    account = Computed(lambda a: str(a.login))
     id = fields.Integer()
-    server_name = fields.Function(lambda a: a.server.name)
-    server_type = fields.Function(lambda a: a.server.server_type)
+    server_name = Computed(lambda a: a.server.name)
+    server_type = Computed(lambda a: a.server.server_type)
 
 
 class DepositSchema(Schema):
@@ -44,14 +44,14 @@ class DepositSchema(Schema):
     fee = Money()
     client_remark = fields.String()
     currency = fields.String()
-    icon = fields.Function(lambda d: d.channel.icon_url)
+    icon = Computed(lambda d: d.channel.icon_url)
     id = fields.Integer()
     order_number = fields.String()
-    pay_url = fields.Function(lambda d: d.channel.pay_url or "")
+    pay_url = Computed(lambda d: d.channel.pay_url or "")
     remark = fields.String(metadata={"description": "The back office's remark"})
-    remittance_name = fields.Function(lambda d: d.channel.name)
-    server_name = fields.Function(lambda d: d.trading_account.server.name)
-    server_type = fields.Function(lambda d: d.trading_account.server.server_type)
+    remittance_name = Computed(lambda d: d.channel.name)
+    server_name = Computed(lambda d: d.trading_account.server.name)
+    server_type = Computed(lambda d: d.trading_account.server.server_type)
     status = fields.String(
         metadata={"description": "draft, expired, auditing, processing, approved, disapproved, failed"}
     )

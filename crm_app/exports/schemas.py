@@ -56,7 +56,7 @@ class ExportSchema(ExportProgressSchema):
     started_at = BrokerTime(allow_none=True)
     finished_at = BrokerTime(allow_none=True)
     expires_at = BrokerTime()
-    download_url = fields.Method("get_download_url")
+    download_url = fields.Method("get_download_url", metadata={"type": "string"})
 
     def get_download_url(self, export):
         from crm_app.exports.services import download_url

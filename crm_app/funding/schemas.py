@@ -6,7 +6,7 @@ from marshmallow import ValidationError, fields, pre_load, validate, validates_s
 
 from crm_app.broker.models import FUNDING_METHODS
 from crm_app.common.names import has_hidden_characters
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
 from crm_app.funding import services
 from crm_app.funding.models import CRYPTO_NETWORKS, EXCHANGE_RATE_SOURCES, PAY_TYPES
 
@@ -98,7 +98,7 @@ class SwiftCode(NormalisedString):
 class WithdrawalChannelSchema(Schema):
     account_info = fields.String()
     allowed_currencies = fields.List(fields.String())
-    fee = fields.Function(
+    fee = Computed(
         services.render_fee,
         metadata={
             "description": 'Fixed ("5.00"), percent ("0.5%"), or both ("5.00 + 0.5%"): fixed + percent of amount'
@@ -169,7 +169,7 @@ class AdminWithdrawalChannelSchema(Schema):
     )
     enabled = fields.Boolean(load_default=True)
     sort_order = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100000))
-    fee = fields.Function(services.render_fee, dump_only=True)
+    fee = Computed(services.render_fee, dump_only=True)
     created_at = BrokerTime(dump_only=True)
     updated_at = BrokerTime(dump_only=True)
 

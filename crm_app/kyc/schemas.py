@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import DB_INTEGER, EmptySchema, Schema  # noqa: F401  (EmptySchema: the seed's `{}`)
+from crm_app.common.schemas import ANY_FORM_VALUE, DB_INTEGER, EmptySchema, Schema  # noqa: F401  (EmptySchema: the seed's `{}`)
 from crm_app.kyc import services
 from crm_app.kyc.models import KYC_STATUSES, MODULES
 
@@ -25,7 +25,9 @@ class AgreementItemSchema(Schema):
 class AnswerSchema(Schema):
     """One questionnaire answer in the seed's shape; only `question_id` and `answer` are read."""
 
-    answer = fields.Raw(allow_none=True, metadata={"description": "An option value, a list of them, or text"})
+    answer = fields.Raw(
+        allow_none=True, metadata={**ANY_FORM_VALUE, "description": "An option value, a list of them, or text"}
+    )
     component_type = fields.String()
     key = fields.String()
     question = fields.String()
@@ -44,7 +46,11 @@ class EVerifyDataSchema(Schema):
 
 
 def module_dict(description):
-    return fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={"description": description})
+    return fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(metadata={**ANY_FORM_VALUE, "nullable": True}),
+        metadata={"description": description},
+    )
 
 
 class KycDataSchema(Schema):
@@ -99,7 +105,7 @@ class FormFieldSchema(Schema):
     sort = fields.Integer(validate=DB_INTEGER)
     type = fields.String()
     url = fields.String(metadata={"description": "The document this field refers to (agreements)"})
-    value = fields.Raw(allow_none=True, metadata={"description": "The caller's saved value"})
+    value = fields.Raw(allow_none=True, metadata={**ANY_FORM_VALUE, "description": "The caller's saved value"})
     question_id = fields.Integer(metadata={"description": "Questionnaire module only"})
     questionnaire_id = fields.Integer(metadata={"description": "Questionnaire module only"})
     questionnaire_name = fields.String(metadata={"description": "Questionnaire module only"})
@@ -215,7 +221,7 @@ class AdminFieldSchema(Schema):
     sort = fields.Integer(validate=DB_INTEGER)
     description = fields.String(validate=validate.Length(max=500))
     url = fields.String(validate=validate.Length(max=1024))
-    value = fields.Raw(dump_only=True)
+    value = fields.Raw(dump_only=True, metadata={**ANY_FORM_VALUE, "nullable": True})
 
 
 class AdminModuleSchema(Schema):

@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import BrokerTime, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, PageQuerySchema, Schema
 from crm_app.review.models import REVIEW_STATUSES, REVIEW_TYPES
 
 
@@ -18,7 +18,7 @@ class ReviewItemSchema(Schema):
     user = fields.Nested(ReviewUserSchema)
     object_id = fields.Integer()
     object_ref = fields.String(metadata={"description": "Order number or id of the object under review"})
-    auditor_name = fields.Function(lambda item: item.auditor.full_name or item.auditor.email if item.auditor else "")
+    auditor_name = Computed(lambda item: item.auditor.full_name or item.auditor.email if item.auditor else "")
     remark = fields.String()
     last_error = fields.String(allow_none=True, metadata={"description": "Why the approval's effect failed"})
     created_at = BrokerTime()

@@ -1,6 +1,6 @@
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from crm_app.common.schemas import MAX_DB_ID, BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import MAX_DB_ID, BrokerTime, Computed, Money, PageQuerySchema, Schema
 from crm_app.trading.models import FUND_DIRECTIONS, PLATFORMS
 
 # Logins are PostgreSQL `integer` columns.
@@ -20,8 +20,10 @@ class LeverageOptionSchema(Schema):
 class AccountTypeSchema(Schema):
     id = fields.Integer()
     name = fields.String()
-    leverage_options = fields.Function(
-        lambda t: [{"id": index, "value": value} for index, value in enumerate(t.leverage_options or [], start=1)]
+    leverage_options = Computed(
+        lambda t: [{"id": index, "value": value} for index, value in enumerate(t.leverage_options or [], start=1)],
+        nested=LeverageOptionSchema,
+        many=True,
     )
     trading_platform = fields.String(attribute="platform")
     is_demo = fields.Boolean()
@@ -83,7 +85,7 @@ class ApplicationAnswerSchema(Schema):
 
 class TradingAccountSchema(Schema):
     id = fields.Integer()
-    account = fields.Function(lambda a: str(a.login))
+    account = Computed(lambda a: str(a.login))
     balance = Money()
     credit = Money()
     equity = Money()
@@ -94,12 +96,12 @@ class TradingAccountSchema(Schema):
     is_demo = fields.Boolean()
     leverage = fields.Integer()
     # The seed lists the passwords in the answer; they are write-only and never served.
-    password = fields.Constant("", metadata={"description": "Write-only: always empty"})
-    observe_password = fields.Constant("", metadata={"description": "Write-only: always empty"})
-    server_name = fields.Function(lambda a: a.server.name)
-    server_type = fields.Function(lambda a: a.server.server_type)
-    trading_account_type_name = fields.Function(lambda a: a.account_type.name)
-    trading_platform = fields.Function(lambda a: a.server.platform)
+    password = fields.Constant("", metadata={"type": "string", "description": "Write-only: always empty"})
+    observe_password = fields.Constant("", metadata={"type": "string", "description": "Write-only: always empty"})
+    server_name = Computed(lambda a: a.server.name)
+    server_type = Computed(lambda a: a.server.server_type)
+    trading_account_type_name = Computed(lambda a: a.account_type.name)
+    trading_platform = Computed(lambda a: a.server.platform)
     figures_read_at = BrokerTime(
         allow_none=True, metadata={"description": "When the figures were read from the trading server"}
     )
@@ -130,9 +132,9 @@ class BalanceQuerySchema(Schema):
 
 class BalanceSchema(Schema):
     balance = Money()
-    server_name = fields.Function(lambda a: a.server.name)
-    server_type = fields.Function(lambda a: a.server.server_type)
-    trading_account = fields.Function(lambda a: str(a.login))
+    server_name = Computed(lambda a: a.server.name)
+    server_type = Computed(lambda a: a.server.server_type)
+    trading_account = Computed(lambda a: str(a.login))
     trading_account_id = fields.Integer(attribute="id")
 
 

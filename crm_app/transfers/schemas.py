@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
 
 
 class NewTransferSchema(Schema):
@@ -21,10 +21,10 @@ class TransferAnswerSchema(Schema):
 
 
 class TransferAccountSchema(Schema):
-    account = fields.Function(lambda a: str(a.login))
+    account = Computed(lambda a: str(a.login))
     id = fields.Integer()
-    server_name = fields.Function(lambda a: a.server.name)
-    server_type = fields.Function(lambda a: a.server.server_type)
+    server_name = Computed(lambda a: a.server.name)
+    server_type = Computed(lambda a: a.server.server_type)
 
 
 class TransferSchema(Schema):

@@ -3,7 +3,7 @@ from decimal import Decimal
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from crm_app.broker.models import FUNDING_METHODS
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
 from crm_app.funding.schemas import (
     CURRENCY_CODE,
     METHOD_DOC,
@@ -132,23 +132,23 @@ class NewWithdrawalAnswerSchema(Schema):
 
 
 class WithdrawalAccountSchema(Schema):
-    account = fields.Function(lambda a: str(a.login))
+    account = Computed(lambda a: str(a.login))
     id = fields.Integer()
-    server_name = fields.Function(lambda a: a.server.name)
-    server_type = fields.Function(lambda a: a.server.server_type)
+    server_name = Computed(lambda a: a.server.name)
+    server_type = Computed(lambda a: a.server.server_type)
 
 
 class WithdrawalSchema(Schema):
     amount = Money(metadata={"description": "What left the trading account, in account_currency"})
     client_remark = fields.String()
     currency = fields.String(metadata={"description": "The currency paid out"})
-    icon = fields.Function(lambda w: w.channel.icon_url)
+    icon = Computed(lambda w: w.channel.icon_url)
     id = fields.Integer()
     order_number = fields.String()
-    remark = fields.Function(
+    remark = Computed(
         lambda w: w.review_item.remark if w.review_item else "", metadata={"description": "The back office's remark"}
     )
-    remittance_name = fields.Function(lambda w: w.channel.name)
+    remittance_name = Computed(lambda w: w.channel.name)
     source_trading_account = fields.Nested(WithdrawalAccountSchema, attribute="trading_account")
     status = fields.String(
         metadata={
