@@ -43,8 +43,6 @@ SEED_STRING_MAY_BE = {"rebate_aggregation_id": {"integer"}}
 
 # Items of issue 12 that other changes deliver: these cases pass once they land.
 PENDING = {
-    ("request", 6): "issue 12 item 2",  # email optional
-    ("request", 30): "issue 12 item 1",  # kyc_data's values typed
     ("request", 57): "issue 12 item 4",  # rebate_aggregation_id an integer
 }
 
@@ -576,10 +574,6 @@ def seed_request(seed, world):
 
 
 HTTP_PENDING = {
-    26: "issue 12 item 3",  # the two info objects not used, sent empty
-    30: "issue 12 item 1",  # identity.full_name, as #27 shows it
-    31: "issue 12 item 3",
-    34: "issue 12 item 3",
     56: "issue 12 item 4",  # YYYY-MM-DD dates
 }
 

@@ -158,7 +158,9 @@ class SaveKycSchema(Schema):
     current_module = fields.String(required=True, validate=validate.OneOf((*MODULES, "all")))
     kyc_data = fields.Dict(
         keys=fields.String(validate=validate.Length(max=64)),
-        values=fields.Raw(),
+        # Documented as the seed shows it, a module of `{field_key: value}`; the list forms
+        # the description names are accepted as well.
+        values=fields.Raw(metadata={"type": "object", "additionalProperties": {**ANY_FORM_VALUE, "nullable": True}}),
         required=True,
         metadata={
             "description": "`{module_key: {field_key: value}}`, field keys as #28 lists them; `questionnaire` "
