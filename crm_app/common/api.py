@@ -18,7 +18,7 @@ from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from crm_app.common.i18n import translate, translate_field_errors
 from crm_app.common.schemas import MAX_DB_ID
-from crm_app.common.strict_args import load_json_text, odd_multidict_errors, odd_value_errors
+from crm_app.common.strict_args import browser_query, load_json_text, odd_multidict_errors, odd_value_errors
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ class Api(SmorestApi):
 
 
 class StrictFlaskParser(FlaskParser):
-    """Let each schema's own `unknown = RAISE` apply in every location, query included."""
+    """Let each schema's own `unknown = RAISE` apply to bodies; a query string is read as
+    browsers write it (undeclared keys and empty values left out, `k[]` and `a,b` lists)."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {}
 
@@ -178,8 +179,9 @@ class StrictFlaskParser(FlaskParser):
         return data
 
     def load_querystring(self, req, schema):
-        refuse_odd_text(req.args)
-        return super().load_querystring(req, schema)
+        args = browser_query(req.args, schema)
+        refuse_odd_text(args)
+        return self._makeproxy(args, schema)
 
     def load_form(self, req, schema):
         refuse_odd_text(req.form)
