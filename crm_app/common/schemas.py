@@ -189,11 +189,13 @@ WIRE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 
 def wire_time_properties(self, field, ret, **kwargs):
     """apispec renders a DateTime with a custom format as `format: null`: invalid OpenAPI."""
+    if isinstance(field, TimeFilter):
+        ret.pop("format", None)
+        ret["pattern"] = TIME_FILTER_PATTERN
+        ret.setdefault("example", "2024-01-31")
+        return {}
     if isinstance(field, fields.DateTime | BrokerTime) and ret.get("type") == "string" and ret.get("format", 0) is None:
         del ret["format"]
-        if isinstance(field, TimeFilter):
-            ret["pattern"] = TIME_FILTER_PATTERN
-            ret.setdefault("example", "2024-01-31")
         if ret.get("pattern") is None:
             ret["pattern"] = WIRE_TIME_PATTERN
         ret.setdefault("example", "2024-01-31 08:00:00")
