@@ -97,6 +97,17 @@ class ErrorResponsesPlugin(BasePlugin):
             yield "422", "UNPROCESSABLE_ENTITY"
 
 
+class BrowserQueryPlugin(BasePlugin):
+    """An optional query parameter sent empty is no filter (see `browser_query`): the
+    document says so with `allowEmptyValue`, so a client generated from it may send one."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            for parameter in operation.get("parameters", []):
+                if isinstance(parameter, dict) and parameter.get("in") == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
+
+
 class DatabaseIdConverter(IntegerConverter):
     """`<int:...>` names a row: a number past PostgreSQL's `integer` is no row (404),
     not a query that fails in the database; and it is ASCII digits (werkzeug's own
@@ -124,7 +135,11 @@ class Api(SmorestApi):
         app.url_map.converters["int"] = DatabaseIdConverter
         app.url_map.converters["default"] = app.url_map.converters["string"] = PlainTextConverter
         spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), ErrorResponsesPlugin()]
+        spec_kwargs["extra_plugins"] = [
+            *spec_kwargs.get("extra_plugins", ()),
+            ErrorResponsesPlugin(),
+            BrowserQueryPlugin(),
+        ]
         super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error):

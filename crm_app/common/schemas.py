@@ -116,7 +116,8 @@ class BrokerTime(fields.Field):
 
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-TIME_FILTER_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$"
+# Empty is no bound: a form's empty field, in a query string or an export's body.
+TIME_FILTER_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?)?$"
 TIME_FILTER_FORMS = "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, broker's timezone"
 
 
