@@ -201,7 +201,10 @@ def test_list_filters_by_creation_time_in_the_brokers_timezone(client, headers, 
     assert sorted(ids("start_time=2024-01-01 00:00:00&end_time=2024-01-02 23:59:59")) == [early, late]
     listed = client.get(URL, headers=headers).get_json()["bank_transfer"]
     assert {row["created_at"] for row in listed} == {"2024-01-01 23:30:00", "2024-01-02 00:30:00"}
-    assert client.get(f"{URL}?start_time=2024-01-01", headers=headers).status_code == 422
+    # A date alone is a whole day: from its start, to its end.
+    assert ids("start_time=2024-01-02") == [late]
+    assert ids("end_time=2024-01-01") == [early]
+    assert client.get(f"{URL}?start_time=2024-01-01T00:00", headers=headers).status_code == 422
 
 
 def test_update_changes_only_what_is_sent(client, headers):

@@ -1,7 +1,7 @@
 from marshmallow import fields, validate
 
 from crm_app.auth.models import USER_STATUSES, USER_TYPES
-from crm_app.common.schemas import BrokerTime, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, PageQuerySchema, Schema, TimeFilter
 
 
 class UserSchema(Schema):
@@ -73,6 +73,6 @@ class AuditLogQuerySchema(PageQuerySchema):
     action = fields.String(validate=validate.Length(max=64), metadata={"description": "Action or prefix (`auth.`)"})
     target_type = fields.String(validate=validate.Length(max=32))
     target_id = fields.String(validate=validate.Length(max=64))
-    start_time = BrokerTime(metadata={"description": "YYYY-MM-DD HH:MM:SS in the broker's timezone"})
-    end_time = BrokerTime()
+    start_time = TimeFilter()
+    end_time = TimeFilter(end=True)
     q = fields.String(validate=validate.Length(max=254), metadata={"description": "Actor email or IP, partial"})

@@ -18,7 +18,7 @@ from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from crm_app.common.i18n import translate, translate_field_errors
 from crm_app.common.schemas import MAX_DB_ID
-from crm_app.common.strict_args import load_json_text, odd_multidict_errors, odd_value_errors
+from crm_app.common.strict_args import browser_query, load_json_text, odd_multidict_errors, odd_value_errors
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,17 @@ class ErrorResponsesPlugin(BasePlugin):
             yield "422", "UNPROCESSABLE_ENTITY"
 
 
+class BrowserQueryPlugin(BasePlugin):
+    """An optional query parameter sent empty is no filter (see `browser_query`): the
+    document says so with `allowEmptyValue`, so a client generated from it may send one."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            for parameter in operation.get("parameters", []):
+                if isinstance(parameter, dict) and parameter.get("in") == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
+
+
 class DatabaseIdConverter(IntegerConverter):
     """`<int:...>` names a row: a number past PostgreSQL's `integer` is no row (404),
     not a query that fails in the database; and it is ASCII digits (werkzeug's own
@@ -124,7 +135,11 @@ class Api(SmorestApi):
         app.url_map.converters["int"] = DatabaseIdConverter
         app.url_map.converters["default"] = app.url_map.converters["string"] = PlainTextConverter
         spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), ErrorResponsesPlugin()]
+        spec_kwargs["extra_plugins"] = [
+            *spec_kwargs.get("extra_plugins", ()),
+            ErrorResponsesPlugin(),
+            BrowserQueryPlugin(),
+        ]
         super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error):
@@ -156,7 +171,8 @@ class Api(SmorestApi):
 
 
 class StrictFlaskParser(FlaskParser):
-    """Let each schema's own `unknown = RAISE` apply in every location, query included."""
+    """Let each schema's own `unknown = RAISE` apply to bodies; a query string is read as
+    browsers write it (undeclared keys and empty values left out, `k[]` and `a,b` lists)."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {}
 
@@ -178,8 +194,9 @@ class StrictFlaskParser(FlaskParser):
         return data
 
     def load_querystring(self, req, schema):
-        refuse_odd_text(req.args)
-        return super().load_querystring(req, schema)
+        args = browser_query(req.args, schema)
+        refuse_odd_text(args)
+        return self._makeproxy(args, schema)
 
     def load_form(self, req, schema):
         refuse_odd_text(req.form)

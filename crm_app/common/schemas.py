@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 
 import marshmallow as ma
@@ -115,6 +115,47 @@ class BrokerTime(fields.Field):
         return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# Empty is no bound: a form's empty field, in a query string or an export's body.
+TIME_FILTER_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?)?$"
+TIME_FILTER_FORMS = "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, broker's timezone"
+
+
+class TimeFilter(BrokerTime):
+    """A bound of a time filter: `YYYY-MM-DD HH:MM:SS`, or a date alone, in the broker's
+    timezone. A date starts a range at the start of that day and, with `end=True`, ends
+    it at the end of that day (its last microsecond: ranges compare `<=`). Empty text is
+    no bound (a form's empty field)."""
+
+    default_error_messages = {"invalid": f"Not a valid time ({TIME_FILTER_FORMS})."}
+
+    def __init__(self, *, end=False, label=None, **kwargs):
+        self.end = end
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        metadata.setdefault(
+            "description",
+            f"{label or ('To' if end else 'From')} ({TIME_FILTER_FORMS}); a date alone "
+            f"is the {'end' if end else 'start'} of that day",
+        )
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "":
+            return None
+        if not (isinstance(value, str) and re.fullmatch(DATE_PATTERN, value)):
+            try:
+                return super()._deserialize(value, attr, data, **kwargs)
+            except OverflowError as exc:  # year 1 or 9999 shifted past what datetime holds
+                raise self.make_error("invalid") from exc
+        from crm_app.broker.services import broker_zone
+
+        try:
+            local = datetime.combine(date.fromisoformat(value), time.max if self.end else time.min)
+            return local.replace(tzinfo=broker_zone()).astimezone(timezone.utc).replace(tzinfo=None)
+        except (ValueError, OverflowError) as exc:
+            raise self.make_error("invalid") from exc
+
+
 MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,8})?$"
 
 
@@ -149,6 +190,11 @@ WIRE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 
 def wire_time_properties(self, field, ret, **kwargs):
     """apispec renders a DateTime with a custom format as `format: null`: invalid OpenAPI."""
+    if isinstance(field, TimeFilter):
+        ret.pop("format", None)
+        ret["pattern"] = TIME_FILTER_PATTERN
+        ret.setdefault("example", "2024-01-31")
+        return {}
     if isinstance(field, fields.DateTime | BrokerTime) and ret.get("type") == "string" and ret.get("format", 0) is None:
         del ret["format"]
         if ret.get("pattern") is None:
@@ -203,6 +249,7 @@ def register_field_types(api):
     """Tell apispec how our custom fields look, so the document stays valid."""
     api.register_field(Money, "string", "decimal")
     api.register_field(BrokerTime, "string", None)
+    api.register_field(TimeFilter, "string", None)
     if getattr(api, "ma_plugin", None) is not None:
         api.ma_plugin.converter.add_attribute_function(wire_time_properties)
         api.ma_plugin.converter.add_attribute_function(computed_properties)

@@ -1,9 +1,15 @@
-"""Input a route does not declare, or text no database takes, is refused (422).
+"""Bodies a route does not declare, or text no database takes, are refused (422);
+a query string is read the way browsers write it.
 
-The schemas refuse unknown fields themselves; this covers the places a route takes
-nothing from at all (a query string on a route without query arguments, form fields
-next to an upload, a JSON body on a route without one), so no input is ever silently
-ignored. Routes behind a token are checked after the token (401/403 come first).
+The schemas refuse unknown body fields themselves; this covers the places a route takes
+no body at all (form fields next to an upload, a JSON body on a route without one), so
+no body field is ever silently ignored. Routes behind a token are checked after the
+token (401/403 come first).
+
+A query string is written by browsers and libraries, not by the caller's hand: caches
+add `_t=`, axios writes `type[]=a`, forms send empty fields. So a query key the route
+does not declare is ignored, an empty value is no filter, and a list argument is read
+from `k=a&k=b`, `k[]=a&k[]=b` and `k=a,b` alike (see `browser_query`).
 
 Every value the parser hands to a schema (JSON body, query string, form) is first
 checked for what no route can store or compare: NUL characters (PostgreSQL refuses
@@ -17,6 +23,8 @@ import math
 import re
 
 from flask import current_app, request
+from marshmallow import fields
+from werkzeug.datastructures import MultiDict
 
 from crm_app.common.errors import ValidationFailed
 
@@ -117,11 +125,39 @@ def declared_locations(handler):
     return {parameter["in"] for parameter in parameters}
 
 
+def is_list_field(field):
+    return isinstance(field, fields.List) and not isinstance(field.inner, fields.Nested)
+
+
+def browser_query(args, schema):
+    """The query arguments `schema` declares, as a browser or an HTTP library sends them.
+
+    Keys the schema does not declare are dropped (cache-busters such as `_t=`, `page` on a
+    route that does not page); an empty value is dropped (an empty form field is no filter);
+    `k[]` is `k` (axios) and a list argument's `a,b` is two values. What is kept is what the
+    schema reads, so its checks (and the refusal of text no database takes) still apply.
+    """
+    by_key = {field.data_key or name: field for name, field in schema.load_fields.items()}
+    kept = MultiDict()
+    for key, values in args.lists():
+        if key not in by_key and key.endswith("[]") and key[:-2] in by_key:
+            key = key[:-2]
+        field = by_key.get(key)
+        if field is None:
+            continue
+        for value in values:
+            parts = [part.strip() for part in value.split(",")] if is_list_field(field) else [value]
+            for part in parts:
+                if part != "":
+                    kept.add(key, part)
+    return kept
+
+
 def refuse_undeclared_arguments(handler, check_json=True):
+    """Refuse a body the route takes none of (a query string is never refused: see
+    `browser_query`)."""
     declared = declared_locations(handler)
     unknown = []
-    if "query" not in declared:
-        unknown.extend(request.args)
     if request.mimetype in FORM_TYPES and not declared & {"form", "json_or_form"}:
         unknown.extend(request.form)
     if check_json and request.is_json and not declared & {"json", "json_or_form"}:

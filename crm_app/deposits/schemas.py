@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema, TimeFilter
 
 
 class NewDepositSchema(Schema):
@@ -65,5 +65,5 @@ class DepositListSchema(Schema):
 
 
 class DepositQuerySchema(PageQuerySchema):
-    start_time = BrokerTime()
-    end_time = BrokerTime()
+    start_time = TimeFilter()
+    end_time = TimeFilter(end=True)

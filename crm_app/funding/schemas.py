@@ -6,7 +6,7 @@ from marshmallow import ValidationError, fields, pre_load, validate, validates_s
 
 from crm_app.broker.models import FUNDING_METHODS
 from crm_app.common.names import has_hidden_characters
-from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema, TimeFilter
 from crm_app.funding import services
 from crm_app.funding.models import CRYPTO_NETWORKS, EXCHANGE_RATE_SOURCES, PAY_TYPES
 
@@ -445,5 +445,5 @@ class PaymentAccountListSchema(Schema):
 
 class PaymentAccountQuerySchema(Schema):
     payment_method = fields.String(validate=validate.OneOf(FUNDING_METHODS), metadata={"description": METHOD_DOC})
-    start_time = BrokerTime(metadata={"description": "Created at or after (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
-    end_time = BrokerTime(metadata={"description": "Created at or before (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
+    start_time = TimeFilter(label="Created at or after")
+    end_time = TimeFilter(end=True, label="Created at or before")

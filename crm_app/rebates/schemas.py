@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema, list_schema
+from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema, TimeFilter, list_schema
 from crm_app.rebates.models import RULE_MODES
 
 NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
@@ -161,8 +161,8 @@ class PayoutAccountChoiceSchema(Schema):
 
 
 class RebateQuerySchema(PageQuerySchema):
-    start_time = BrokerTime(metadata={"description": "Calculated from (YYYY-MM-DD HH:MM:SS)"})
-    end_time = BrokerTime(metadata={"description": "Calculated up to"})
+    start_time = TimeFilter(label="Calculated from")
+    end_time = TimeFilter(end=True, label="Calculated up to")
 
 
 class RebateRecordSchema(Schema):
@@ -205,8 +205,8 @@ class CommissionFilterSchema(Schema):
         validate=validate.OneOf(TIME_SEARCH_TYPES),
         metadata={"description": "Which time the range applies to"},
     )
-    start_time = BrokerTime(metadata={"description": "From (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
-    end_time = BrokerTime(metadata={"description": "To (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
+    start_time = TimeFilter()
+    end_time = TimeFilter(end=True)
     client_user_name = fields.String(
         validate=validate.And(validate.Length(max=200), NO_NUL),
         metadata={
@@ -235,6 +235,10 @@ class CommissionQuerySchema(CommissionFilterSchema):
 
 
 class CommissionDetailQuerySchema(CommissionDetailFilterSchema):
+    # The seed types it as an integer here (and as a string in #56's body): ASCII digits.
+    rebate_aggregation_id = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_ID), metadata={"description": "The settlement (#59 `id`)"}
+    )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
 

@@ -2,7 +2,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema, TimeFilter
 
 REVIEW_FILTER = ("all", "auditing", "approved", "disapproved")
 TRANSFER_FILTER = ("all", "pending", "auditing", "approved", "disapproved")
@@ -10,8 +10,8 @@ STATUS_DOC = "The review status: pending, auditing, approved, disapproved"
 
 
 class TimeRangeSchema(Schema):
-    start_time = BrokerTime(metadata={"description": "YYYY-MM-DD HH:MM:SS in the broker's timezone"})
-    end_time = BrokerTime(metadata={"description": "YYYY-MM-DD HH:MM:SS in the broker's timezone"})
+    start_time = TimeFilter()
+    end_time = TimeFilter(end=True)
 
 
 class DepositReportQuerySchema(PageQuerySchema, TimeRangeSchema):

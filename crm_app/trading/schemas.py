@@ -126,7 +126,10 @@ class BalanceQuerySchema(Schema):
     type = fields.List(
         fields.String(validate=validate.OneOf(FUND_DIRECTIONS)),
         required=True,
-        metadata={"description": "Fund directions: deposit → deposit_only,normal; withdrawal → withdrawal_only,normal"},
+        metadata={
+            "description": "Fund directions: deposit → deposit_only,normal; withdrawal → withdrawal_only,normal. "
+            "Sent as `type=a&type=b`, `type[]=a&type[]=b` or `type=a,b`"
+        },
     )
 
 

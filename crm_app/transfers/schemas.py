@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema, TimeFilter
 
 
 class NewTransferSchema(Schema):
@@ -49,5 +49,5 @@ class TransferListSchema(Schema):
 
 
 class TransferQuerySchema(PageQuerySchema):
-    start_time = BrokerTime()
-    end_time = BrokerTime()
+    start_time = TimeFilter()
+    end_time = TimeFilter(end=True)

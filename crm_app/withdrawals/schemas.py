@@ -3,7 +3,7 @@ from decimal import Decimal
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from crm_app.broker.models import FUNDING_METHODS
-from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema
+from crm_app.common.schemas import BrokerTime, Computed, Money, PageQuerySchema, Schema, TimeFilter
 from crm_app.funding.schemas import (
     CURRENCY_CODE,
     METHOD_DOC,
@@ -183,5 +183,5 @@ class WithdrawalListSchema(Schema):
 
 
 class WithdrawalQuerySchema(PageQuerySchema):
-    start_time = BrokerTime(metadata={"description": "Submitted at or after (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
-    end_time = BrokerTime(metadata={"description": "Submitted at or before (YYYY-MM-DD HH:MM:SS, broker's timezone)"})
+    start_time = TimeFilter(label="Submitted at or after")
+    end_time = TimeFilter(end=True, label="Submitted at or before")
