@@ -120,7 +120,7 @@ BAD_CHANNEL_FIELDS = [
     ("fee_percent", "-0.1"),
     ("fee_percent", "0.12345"),
     ("allowed_countries", ["XX"]),
-    ("allowed_countries", ["GBR"]),
+    ("allowed_countries", ["ZZZ"]),
     ("allowed_currencies", ["ZZZ"]),
     ("allowed_currencies", []),
     ("exchange_rate_source", "live"),

@@ -128,9 +128,10 @@ def test_expired_session_is_renewed_transparently(tmp_path, monkeypatch):
         gateway = make_gateway(short_lived)
         logins = count_logins(monkeypatch)
         account = new_account(gateway)
+        before = len(logins)  # on a loaded machine the setup's own calls may outlive a session
         time.sleep(1.0)  # the server forgets the idle session and answers 403
         assert gateway.get_account(account.login).login == account.login
-        assert len(logins) == 2
+        assert len(logins) == before + 1
 
 
 def test_one_pinned_session_per_server_and_manager_and_a_fresh_registry_after_fork(sim, monkeypatch):
