@@ -229,6 +229,21 @@ def test_update_changes_only_what_is_sent(client, headers):
     assert client.get(f"{URL}/{account_id}", headers=headers).get_json()["bank_transfer_info"]["bank_no"] == "99887766"
 
 
+def test_update_leaves_fields_sent_blank_as_they_are(client, headers):
+    """A required field sent "" or null (once refused) and an optional one sent "" are
+    unchanged: the seed's form sends every field, filled in or not."""
+    account_id = create(client, headers, remark="old")
+    before = client.get(f"{URL}/{account_id}", headers=headers).get_json()["bank_transfer_info"]
+    for blank in ("", None, "  "):
+        response = client.put(
+            f"{URL}/{account_id}",
+            headers=headers,
+            json={"bank_transfer_info": {"bank_name": blank, "bank_no": blank, "branch_name": blank}},
+        )
+        assert response.status_code == 200, response.get_json()
+        assert client.get(f"{URL}/{account_id}", headers=headers).get_json()["bank_transfer_info"] == before
+
+
 def test_crypto_update_checks_the_address_against_the_resulting_network(client, headers):
     account_id = create(client, headers, "cryptocurrency")
     # A TRC20 address is not an ERC20 one: changing the network alone is refused.
@@ -494,7 +509,9 @@ def test_null_info_objects_of_other_methods_are_ignored(client, headers):
         ({"cryptocurrency_info": CRYPTO}, "cryptocurrency_info"),  # a bank account
         ({"international_wire_info": {"swift_code": "NWBKGB2L"}}, "international_wire_info"),
         ({"bank_transfer_info": {"bank_no": "12"}}, "bank_transfer_info"),
-        ({"bank_transfer_info": {"bank_name": ""}}, "bank_transfer_info"),
+        # A field left blank is unchanged (see below), but what is filled in is still checked.
+        ({"bank_transfer_info": {"bank_name": "", "bank_no": "12"}}, "bank_transfer_info"),
+        ({"bank_transfer_info": {"bank_name": None, "bank_country": "Atlantis"}}, "bank_transfer_info"),
         ({"bank_transfer_info": {"iban": "x"}}, "bank_transfer_info"),
         ({"is_default": "maybe"}, "is_default"),
         ({"id": "abc"}, "id"),

@@ -359,6 +359,63 @@ def test_an_update_still_checks_the_accounts_own_object(client, payee):
     assert "bank_country" in response.get_json()["errors"]["bank_transfer_info"]
 
 
+# How a form sends the account's own tab when only the remark was changed ("provide when
+# updating": the seed sends every object, so an untouched one arrives empty).
+OWN_TAB_LEFT_BLANK = {
+    "empty object": lambda fields: {},
+    "empty strings": lambda fields: dict.fromkeys(fields, ""),
+    "null fields": lambda fields: dict.fromkeys(fields, None),
+    "null": lambda fields: None,
+}
+
+
+@pytest.mark.parametrize("own_blank", list(OWN_TAB_LEFT_BLANK))
+@pytest.mark.parametrize("method", list(PAYOUT_INFO))
+def test_seed_34_updating_only_the_remark_leaves_the_details_as_they_are(client, payee, method, own_blank):
+    """The seed's #34 body with every info object left blank (the account's own included)
+    changes the remark and nothing else."""
+    headers = payee["headers"]
+    account_id = create_account(client, headers, method)
+    before = client.get(f"{ACCOUNTS}/{account_id}", headers=headers).get_json()
+    body = from_seed(SEED_34_UPDATE_PAYOUT_ACCOUNT, None, {}, "empty strings", id=account_id, remark="only this")
+    own = KEY_OF[method]
+    body[own] = OWN_TAB_LEFT_BLANK[own_blank](list(SEED_34_UPDATE_PAYOUT_ACCOUNT[own]))
+    response = client.put(f"{ACCOUNTS}/{account_id}", headers=headers, json=body)
+    assert response.status_code == 200, response.get_json()
+
+    after = client.get(f"{ACCOUNTS}/{account_id}", headers=headers).get_json()
+    assert after["remark"] == "only this"
+    assert after[own] == before[own] and after[own]
+    assert after["account_holder_name"] == before["account_holder_name"]
+
+
+PARTLY_FILLED = {
+    "bank_transfer": ({"bank_name": "Second Bank"}, {"bank_name": "Second Bank"}),
+    "international_wire_transfer": (
+        {"beneficiary_address": "2 Other Street"},
+        {"beneficiary_address": "2 Other Street"},
+    ),
+    "cryptocurrency": ({"wallet_address": "T" + "2" * 33}, {"wallet_address": "T" + "2" * 33}),
+}
+
+
+@pytest.mark.parametrize("method", list(PAYOUT_INFO))
+def test_seed_34_a_partly_filled_object_changes_only_what_was_filled_in(client, payee, method):
+    """Fields left "" or null in the account's own object are unchanged, the optional ones
+    (`branch_name`, `bsc_code`) included: a form cannot tell emptied from never filled."""
+    headers = payee["headers"]
+    account_id = create_account(client, headers, method)
+    own = KEY_OF[method]
+    before = client.get(f"{ACCOUNTS}/{account_id}", headers=headers).get_json()[own]
+    sent, changed = PARTLY_FILLED[method]
+    for blank in ("", None):
+        body = from_seed(SEED_34_UPDATE_PAYOUT_ACCOUNT, None, {}, "null", id=account_id, remark="")
+        body[own] = {**dict.fromkeys(SEED_34_UPDATE_PAYOUT_ACCOUNT[own], blank), **sent}
+        response = client.put(f"{ACCOUNTS}/{account_id}", headers=headers, json=body)
+        assert response.status_code == 200, response.get_json()
+        assert client.get(f"{ACCOUNTS}/{account_id}", headers=headers).get_json()[own] == {**before, **changed}
+
+
 # #26: withdrawals -------------------------------------------------------------------------------
 
 WITHDRAWALS = "/api/v1/client/withdrawals"

@@ -371,9 +371,20 @@ class NewPaymentAccountAnswerSchema(Schema):
 class InfoUpdate(fields.Nested):
     """An info object of #34. Which one is used depends on the account's method, which only
     the service knows: a failing object is handed on with its errors (`UncheckedInfo`),
-    an error there only if it is the account's own method's."""
+    an error there only if it is the account's own method's.
+
+    The seed's form sends every field of every tab ("provide when updating"): an object
+    left blank (`""`, `{}`, every field "" or null) changes nothing, and in one partly
+    filled in a field left blank is unchanged: the form cannot tell a field its user
+    emptied from one it never filled, and an unfilled one must not wipe what is saved.
+    (A preselected choice alone is a change on the account's own object, and ignored on
+    another method's: see `info_is_filled_in`.)"""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if services.is_blank_value(value):
+            return None
+        if isinstance(value, Mapping):
+            value = {name: item for name, item in value.items() if not services.is_blank_value(item)}
         try:
             return super()._deserialize(value, attr, data, **kwargs)
         except ValidationError as exc:
@@ -381,8 +392,9 @@ class InfoUpdate(fields.Nested):
 
 
 UPDATE_INFO_DOC = (
-    "Fields sent replace. Only the object of the account's method is used; the others may be "
-    "sent empty or null (as a form with a tab per method does)"
+    "Fields filled in replace; a field sent empty or null is unchanged, and an object left blank "
+    "({} or every field empty or null) changes nothing. Only the object of the account's method "
+    "is used; the others may be sent empty or null (as a form with a tab per method does)"
 )
 
 
