@@ -112,7 +112,13 @@ DIGITS = validate.Regexp(r"^ *([0-9]{1,18} *)?$", error="Digits only (0-9).")
 
 
 class TradingFilterSchema(PageQuerySchema, TimeRangeSchema):
-    order_number = fields.String(validate=DIGITS, metadata={"description": "Position or order ticket (digits)"})
+    order_number = fields.String(
+        validate=DIGITS,
+        metadata={
+            "description": "A ticket (digits): the row's `order_number`; in the closed orders report also its "
+            "`deal_number` (the closing deal)"
+        },
+    )
     account = fields.String(validate=DIGITS, metadata={"description": "Trading account (login, digits)"})
     symbol = fields.String(validate=validate.Length(max=32))
     server_id = fields.Integer()
@@ -148,6 +154,19 @@ class TradingRowBase(Schema):
 
 
 class HistoryOrderRowSchema(TradingRowBase):
+    order_number = fields.String(
+        metadata={
+            "description": "The position's ticket on the trading server (a position closed in parts is one row "
+            "per closing deal, each with this number): `position_number` in the IB's rebates and commission "
+            "details (GET /api/v1/ib/rebates, GET /api/v1/ib/commissions/details)"
+        }
+    )
+    deal_number = fields.String(
+        metadata={
+            "description": "Not in the seed: the closing deal's ticket on the trading server, one per row: "
+            "`order_number` in the IB's rebates and commission details. The `order_number` filter takes it too"
+        }
+    )
     open_price = Price(allow_none=True)
     open_time = BrokerTime(allow_none=True)
     close_price = Price()

@@ -297,6 +297,7 @@ def history_order_row(row):
     return {
         **_trading_common(account, owner),
         "order_number": str(position.position_id),
+        "deal_number": str(position.close_deal_ticket),
         "symbol": position.symbol,
         "trading_type": position.side.upper(),
         "volume": position.volume,
