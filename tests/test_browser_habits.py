@@ -22,7 +22,7 @@ from crm_app.common.timeutil import utcnow
 from crm_app.extensions import db
 from crm_app.rebates import services as rebates
 from crm_app.rebates.models import Rebate
-from tests.support.trading import open_demo
+from tests.support.trading import add_live_type, open_demo, open_live
 from tests.test_rebates import account_for, closed, rule
 
 ROLES = ("client", "ib", "admin")
@@ -154,22 +154,12 @@ def test_a_nul_in_a_filter_the_route_reads_is_still_refused(client, world):
 
 def test_balances_read_type_as_axios_as_a_repeated_key_and_comma_separated(client, world, book):
     """#13 `GET /api/v1/client/balances`: `type[]=a&type[]=b` (axios's default), `type=a&type=b`
-    and `type=a,b` select the same accounts."""
-    created = client.post(
-        "/api/v1/admin/trading-account-types",
-        headers=book["admin_headers"],
-        json={
-            "name": "Demo Payout",
-            "server_id": book["demo_server"]["id"],
-            "mt_group": "demo\\standard-usd",
-            "leverage_options": [100],
-            "fund_direction": "withdrawal_only",
-        },
-    )
-    assert created.status_code == 201, created.get_json()
+    and `type=a,b` select the same (live) accounts."""
     headers = world["headers"]["client"]
-    second = open_demo(client, headers, book, trading_account_type_id=created.get_json()["id"])
-    assert second.status_code in (200, 201), second.get_json()
+    both_ways = open_live(client, headers, book, add_live_type(client, book, name="Live Both"))
+    payout = open_live(
+        client, headers, book, add_live_type(client, book, name="Live Payout", direction="withdrawal_only")
+    )
 
     def listed(query):
         answer = client.get(f"/api/v1/client/balances?{query}", headers=headers)
@@ -177,12 +167,12 @@ def test_balances_read_type_as_axios_as_a_repeated_key_and_comma_separated(clien
         return sorted(row["trading_account_id"] for row in answer.get_json()["list"])
 
     both = listed("type=normal&type=withdrawal_only")
-    assert len(both) == 2
+    assert both == sorted([both_ways, payout])
     assert listed("type[]=normal&type[]=withdrawal_only") == both
     assert listed("type%5B%5D=normal&type%5B%5D=withdrawal_only&_t=1") == both
     assert listed("type=normal,withdrawal_only") == both
-    assert listed("type[]=withdrawal_only") == [second.get_json()["id"]]
-    assert listed("type=normal") == [int(world["values"]["account_id"])]
+    assert listed("type[]=withdrawal_only") == [payout]
+    assert listed("type=normal") == [both_ways]  # the world's demo account is never offered
     bad = client.get("/api/v1/client/balances?type[]=normal&type[]=nonsense", headers=headers)
     assert bad.status_code == 422 and "type" in bad.get_json()["errors"]
 

@@ -18,7 +18,7 @@ from crm_app.review.models import ReviewItem
 from crm_app.sync.models import ClosedPosition
 from crm_app.withdrawals.models import Withdrawal
 from tests.test_exports import pdf_text_runs
-from tests.test_reports_money import account_for, add_deposit, add_transfer, tree  # noqa: F401 - `tree` fixture
+from tests.test_reports_money import OBJECT_STATUS, account_for, add_deposit, add_transfer, tree  # noqa: F401 - `tree` fixture
 from tests.test_reports_trading import traders  # noqa: F401 - the `traders` fixture
 
 WIRE = "%Y-%m-%d %H:%M:%S"
@@ -178,7 +178,7 @@ def add_withdrawal(user, book, channel, method, status, when):
         remittance_amount=Decimal("49.75"),
         currency="USDT",
         payout_details_encrypted="x",
-        status="auditing",
+        status=OBJECT_STATUS.get(status, status),
         created_at=when,
     )
     db.session.add(withdrawal)

@@ -5,7 +5,15 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.trading import GOOD_INVESTOR, GOOD_PASSWORD, apply_live, open_demo, pending_application_id
+from tests.support.trading import (
+    GOOD_INVESTOR,
+    GOOD_PASSWORD,
+    add_live_type,
+    apply_live,
+    open_demo,
+    open_live,
+    pending_application_id,
+)
 
 
 def test_demo_account_opens_at_once_on_the_trading_server(client, factory, book, sim):
@@ -267,12 +275,34 @@ def test_figures_come_from_the_server_and_survive_its_outage(client, factory, bo
     assert listing.status_code == 200 and listing.get_json()["total"] == 1
 
 
-def test_balances_filter_by_fund_direction(client, factory, book, kyc_approved):
-    headers = factory.headers(client, factory.user())
-    demo_id = open_demo(client, headers, book).get_json()["id"]
-    normal = client.get("/api/v1/client/balances?type=normal", headers=headers).get_json()
-    assert [row["trading_account_id"] for row in normal["list"]] == [demo_id]
-    assert client.get("/api/v1/client/balances?type=withdrawal_only", headers=headers).get_json()["total"] == 0
+def test_balances_filter_by_fund_direction(client, factory, book):
+    """#13 with the seed's query strings: `type` is the picker's fund directions (deposit:
+    deposit_only + normal; withdrawal: withdrawal_only + normal), and only live accounts are
+    offered, since money never moves through a demo account (it would fail with
+    `demo_account_not_allowed`)."""
+    user = factory.user()
+    factory.approved_kyc(user)
+    headers = factory.headers(client, user)
+    demo_id = open_demo(client, headers, book).get_json()["id"]  # a `normal` type on the demo server
+    deposit_only = open_live(client, headers, book)  # the book's live type takes deposits only
+    normal = open_live(client, headers, book, add_live_type(client, book, name="Live Both"))
+    payout = add_live_type(client, book, name="Live Payout", direction="withdrawal_only")
+    withdrawal_only = open_live(client, headers, book, payout)
+
+    def listed(query):
+        answer = client.get(f"/api/v1/client/balances?{query}", headers=headers)
+        assert answer.status_code == 200, (query, answer.get_json())
+        body = answer.get_json()
+        assert body["total"] == len(body["list"])
+        return [row["trading_account_id"] for row in body["list"]]
+
+    assert listed("type[]=withdrawal_only&type[]=normal") == [normal, withdrawal_only]
+    assert listed("type[]=deposit_only&type[]=normal") == [deposit_only, normal]
+    assert listed("type=normal") == [normal]
+    assert demo_id not in listed("type=deposit_only,withdrawal_only,normal")
+    # The demo account is still the client's: the account list (#48) shows it.
+    own = client.get("/api/v1/client/trading-accounts?page=1&size=20", headers=headers).get_json()
+    assert demo_id in [row["id"] for row in own["list"]]
     assert client.get("/api/v1/client/balances?type=sideways", headers=headers).status_code == 422
 
 

@@ -76,6 +76,8 @@ def rebate_row(row):
         "reason": rebate.reason or "",
         "rule_id": rebate.rule_id,
         "mt_order_number": str(rebate.close_order or rebate.close_deal_ticket),
+        "order_number": str(rebate.close_deal_ticket),
+        "position_number": str(rebate.position_id),
     }
 
 
@@ -119,6 +121,7 @@ def commission_detail_row(row):
         "currency": rebate.currency,
         "mt_order_number": str(rebate.close_order or rebate.close_deal_ticket),
         "order_number": str(rebate.close_deal_ticket),
+        "position_number": str(rebate.position_id),
         "profit": rebate.profit,
         "symbol": rebate.symbol,
         "trigger_event": TRIGGER_EVENT,

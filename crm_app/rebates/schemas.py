@@ -9,6 +9,21 @@ NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters."
 MAX_ID = 2**31 - 1
 TIME_SEARCH_TYPES = ("calculate_at", "grant_at")
 
+# Which trading-server ticket each number of a rebate row is. A row is linked to its trade in
+# the closed orders report (GET /api/v1/reports/history-orders) by `position_number` (its
+# `order_number`) or by `order_number` (its `deal_number`); that report's `order_number`
+# filter takes either.
+HISTORY = "GET /api/v1/reports/history-orders"
+MT_ORDER_DOC = (
+    "The closing order's ticket on the trading server (the order that made the closing deal; the deal's "
+    "ticket when the server names no order). Not a number the closed orders report shows"
+)
+DEAL_DOC = f"The closing deal's ticket on the trading server: `deal_number` in {HISTORY} (one row per closing deal)"
+POSITION_DOC = (
+    f"The position's ticket on the trading server: `order_number` in {HISTORY} (a position closed in parts "
+    "is several rows there with this number, one per closing deal)"
+)
+
 
 # Rules -----------------------------------------------------------------------------------
 
@@ -193,7 +208,9 @@ class RebateRecordSchema(Schema):
         }
     )
     rule_id = fields.Integer(allow_none=True, metadata={"description": "The rule version used"})
-    mt_order_number = fields.String()
+    mt_order_number = fields.String(metadata={"description": MT_ORDER_DOC})
+    order_number = fields.String(metadata={"description": DEAL_DOC})
+    position_number = fields.String(metadata={"description": POSITION_DOC})
 
 
 RebateListSchema = list_schema(RebateRecordSchema, "IbRebateListSchema")
@@ -256,8 +273,9 @@ class CommissionDetailSchema(Schema):
     open_price = Money(places=5, allow_none=True)
     close_price = Money(places=5, allow_none=True)
     currency = fields.String()
-    mt_order_number = fields.String(metadata={"description": "The closing order on the trading server"})
-    order_number = fields.String(metadata={"description": "The closing deal on the trading server"})
+    mt_order_number = fields.String(metadata={"description": MT_ORDER_DOC})
+    order_number = fields.String(metadata={"description": DEAL_DOC})
+    position_number = fields.String(metadata={"description": POSITION_DOC})
     profit = Money()
     symbol = fields.String()
     trigger_event = fields.String(metadata={"description": "What triggered the rebate: `position_close`"})

@@ -4,9 +4,24 @@ from marshmallow import fields, validate
 
 from crm_app.common.schemas import BrokerTime, Money, PageQuerySchema, Schema, TimeFilter
 
-REVIEW_FILTER = ("all", "auditing", "approved", "disapproved")
-TRANSFER_FILTER = ("all", "pending", "auditing", "approved", "disapproved")
-STATUS_DOC = "The review status: pending, auditing, approved, disapproved"
+# Every status a row can show is a filter value, and the row shows what the owner's own
+# list (#16, #23, #24) and the export show for the same object.
+ROW_STATUSES = ("processing", "auditing", "approved", "disapproved", "failed")
+STATUS_FILTER = ("all", "pending", *ROW_STATUSES)
+STATUS_DOC = (
+    "The object's status, the same word its owner's list and the export show: processing (the money is "
+    "on its way, before or after the review), auditing (waiting for the back office), approved, "
+    "disapproved (rejected, any held money returned), failed (the trading server refused the money)."
+)
+FILTER_DOC = (
+    "all; or one status a row shows: auditing, approved, disapproved, processing, failed. "
+    "`pending` is accepted as a synonym of `auditing`: the seed writes `auditing` in this filter "
+    "and `pending` in the rows (and both in the transfer report) for the same state, waiting for review."
+)
+
+
+def StatusFilter(**kwargs):  # noqa: N802 - a field factory, named like the fields it makes
+    return fields.String(validate=validate.OneOf(STATUS_FILTER), metadata={"description": FILTER_DOC}, **kwargs)
 
 
 class TimeRangeSchema(Schema):
@@ -15,11 +30,7 @@ class TimeRangeSchema(Schema):
 
 
 class DepositReportQuerySchema(PageQuerySchema, TimeRangeSchema):
-    status = fields.String(
-        required=True,
-        validate=validate.OneOf(REVIEW_FILTER),
-        metadata={"description": "all; auditing (not decided yet); approved; disapproved"},
-    )
+    status = StatusFilter(required=True)
 
 
 class DepositReportRowSchema(Schema):
@@ -33,7 +44,7 @@ class DepositReportRowSchema(Schema):
     order_number = fields.String()
     server_name = fields.String()
     server_type = fields.String()
-    status = fields.String(metadata={"description": STATUS_DOC})
+    status = fields.String(metadata={"description": STATUS_DOC, "enum": list(ROW_STATUSES)})
     submit_time = BrokerTime()
     user_name = fields.String()
 
@@ -44,11 +55,7 @@ class DepositReportSchema(Schema):
 
 
 class WithdrawalReportQuerySchema(PageQuerySchema, TimeRangeSchema):
-    status = fields.String(
-        required=True,
-        validate=validate.OneOf(REVIEW_FILTER),
-        metadata={"description": "all; auditing (not decided yet); approved; disapproved"},
-    )
+    status = StatusFilter(required=True)
     method = fields.String(
         required=True,
         validate=validate.OneOf(("all", "bank_transfer", "international_wire_transfer", "cryptocurrency")),
@@ -57,7 +64,7 @@ class WithdrawalReportQuerySchema(PageQuerySchema, TimeRangeSchema):
 
 class TransferReportQuerySchema(PageQuerySchema, TimeRangeSchema):
     order_number = fields.String(validate=validate.Length(max=32))
-    status = fields.String(required=True, validate=validate.OneOf(TRANSFER_FILTER))
+    status = StatusFilter(required=True)
 
 
 class ReportAccountSchema(Schema):
@@ -74,7 +81,7 @@ class TransferReportRowSchema(Schema):
     order_number = fields.String()
     source_trading_account = fields.Nested(ReportAccountSchema)
     target_trading_account = fields.Nested(ReportAccountSchema)
-    status = fields.String(metadata={"description": STATUS_DOC})
+    status = fields.String(metadata={"description": STATUS_DOC, "enum": list(ROW_STATUSES)})
     submit_time = BrokerTime()
     user_name = fields.String()
 
@@ -105,7 +112,13 @@ DIGITS = validate.Regexp(r"^ *([0-9]{1,18} *)?$", error="Digits only (0-9).")
 
 
 class TradingFilterSchema(PageQuerySchema, TimeRangeSchema):
-    order_number = fields.String(validate=DIGITS, metadata={"description": "Position or order ticket (digits)"})
+    order_number = fields.String(
+        validate=DIGITS,
+        metadata={
+            "description": "A ticket (digits): the row's `order_number`; in the closed orders report also its "
+            "`deal_number` (the closing deal)"
+        },
+    )
     account = fields.String(validate=DIGITS, metadata={"description": "Trading account (login, digits)"})
     symbol = fields.String(validate=validate.Length(max=32))
     server_id = fields.Integer()
@@ -141,6 +154,19 @@ class TradingRowBase(Schema):
 
 
 class HistoryOrderRowSchema(TradingRowBase):
+    order_number = fields.String(
+        metadata={
+            "description": "The position's ticket on the trading server (a position closed in parts is one row "
+            "per closing deal, each with this number): `position_number` in the IB's rebates and commission "
+            "details (GET /api/v1/ib/rebates, GET /api/v1/ib/commissions/details)"
+        }
+    )
+    deal_number = fields.String(
+        metadata={
+            "description": "Not in the seed: the closing deal's ticket on the trading server, one per row: "
+            "`order_number` in the IB's rebates and commission details. The `order_number` filter takes it too"
+        }
+    )
     open_price = Price(allow_none=True)
     open_time = BrokerTime(allow_none=True)
     close_price = Price()

@@ -17,17 +17,17 @@ from crm_app.trading.models import TradingAccount, TradingServer
 from crm_app.transfers.models import Transfer
 from crm_app.withdrawals.models import Withdrawal
 
-# The reports' `status` filter speaks the review queue's words; `auditing` in the
-# deposit and withdrawal reports means "not decided yet" (pending or being audited).
-UNDECIDED = ("pending", "auditing")
+# A report row shows the object's own status, the word its owner's list shows (#16, #23,
+# #24) and its export writes: processing (money on its way), auditing (waiting for the
+# back office), approved, disapproved, failed. The seed's filters say `auditing` where
+# its rows say `pending` for the same state, so both words select it.
+STATUS_ALIASES = {"pending": "auditing"}
 
 
-def review_status_filter(column, status, undecided_as_auditing=True):
+def object_status_filter(column, status):
     if not status or status == "all":
         return None
-    if status == "auditing" and undecided_as_auditing:
-        return column.in_(UNDECIDED)
-    return column == status
+    return column == STATUS_ALIASES.get(status, status)
 
 
 Auditor = aliased(User, name="auditor")
@@ -43,9 +43,9 @@ def _time_range(column, filters):
 
 
 def _reviewed_query(model, user, conditions, status, *columns):
-    """Rows of `model` with their review status and owner, in the caller's scope."""
+    """Rows of `model` with their status and owner, in the caller's scope."""
     query = (
-        select(model, ReviewItem.status.label("review_status"), User, *columns)
+        select(model, model.status.label("row_status"), User, *columns)
         .join(ReviewItem, ReviewItem.id == model.review_item_id)
         .join(User, User.id == model.user_id)
         .where(visible_to(user, model.user_id), *conditions)
@@ -57,18 +57,17 @@ def _reviewed_count(model, user, conditions, status):
     """The list's total without the joins that only add columns: the owner always exists
     (a foreign key), and every row with a review item has one."""
     query = select(func.count()).select_from(model).where(visible_to(user, model.user_id), *conditions)
-    if status is None:
-        return query.where(model.review_item_id.is_not(None))
-    return query.join(ReviewItem, ReviewItem.id == model.review_item_id).where(status)
+    query = query.where(model.review_item_id.is_not(None))
+    return query if status is None else query.where(status)
 
 
 def _deposit_filters(filters):
-    status = review_status_filter(ReviewItem.status, filters.get("status"))
+    status = object_status_filter(Deposit.status, filters.get("status"))
     return _time_range(Deposit.submitted_at, filters), status
 
 
 def deposits_query(user, filters):
-    """#36: submitted deposits with their review status, newest first."""
+    """#36: submitted deposits with their status, newest first."""
     conditions, status = _deposit_filters(filters)
     query = _reviewed_query(Deposit, user, conditions, status, Auditor)
     query = query.outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
@@ -83,11 +82,11 @@ def _withdrawal_filters(filters):
     conditions = _time_range(Withdrawal.created_at, filters)
     if filters.get("method") and filters["method"] != "all":
         conditions.append(Withdrawal.method == filters["method"])
-    return conditions, review_status_filter(ReviewItem.status, filters.get("status"))
+    return conditions, object_status_filter(Withdrawal.status, filters.get("status"))
 
 
 def withdrawals_query(user, filters):
-    """#11: withdrawals with their review status, newest first."""
+    """#11: withdrawals with their status, newest first."""
     conditions, status = _withdrawal_filters(filters)
     query = _reviewed_query(Withdrawal, user, conditions, status, Auditor)
     query = query.outerjoin(Auditor, Auditor.id == ReviewItem.auditor_id)
@@ -102,12 +101,12 @@ def _transfer_filters(filters):
     conditions = _time_range(Transfer.created_at, filters)
     if filters.get("order_number"):
         conditions.append(Transfer.order_number == filters["order_number"].strip())
-    status = review_status_filter(ReviewItem.status, filters.get("status"), undecided_as_auditing=False)
+    status = object_status_filter(Transfer.status, filters.get("status"))
     return conditions, status
 
 
 def transfers_query(user, filters):
-    """#44: transfers with their review status, newest first."""
+    """#44: transfers with their status, newest first."""
     conditions, status = _transfer_filters(filters)
     query = _reviewed_query(Transfer, user, conditions, status)
     return query.order_by(Transfer.created_at.desc(), Transfer.id.desc())
@@ -144,7 +143,7 @@ def account_view(account):
 
 
 def deposit_row(row):
-    deposit, review_status, owner, auditor = row
+    deposit, status, owner, auditor = row
     return {
         "id": deposit.id,
         "order_number": deposit.order_number,
@@ -155,7 +154,7 @@ def deposit_row(row):
         "method": deposit.channel.method,
         "server_name": deposit.trading_account.server.name,
         "server_type": deposit.trading_account.server.server_type,
-        "status": review_status,
+        "status": status,
         "submit_time": deposit.submitted_at,
         "user_name": user_name(owner),
         "auditor_name": user_name(auditor) if auditor else "",
@@ -163,7 +162,7 @@ def deposit_row(row):
 
 
 def withdrawal_row(row):
-    withdrawal, review_status, owner, auditor = row
+    withdrawal, status, owner, auditor = row
     return {
         "id": withdrawal.id,
         "order_number": withdrawal.order_number,
@@ -174,7 +173,7 @@ def withdrawal_row(row):
         "method": withdrawal.method,
         "server_name": withdrawal.trading_account.server.name,
         "server_type": withdrawal.trading_account.server.server_type,
-        "status": review_status,
+        "status": status,
         "submit_time": withdrawal.created_at,
         "user_name": user_name(owner),
         "auditor_name": user_name(auditor) if auditor else "",
@@ -182,7 +181,7 @@ def withdrawal_row(row):
 
 
 def transfer_row(row):
-    transfer, review_status, owner = row
+    transfer, status, owner = row
     return {
         "id": transfer.id,
         "order_number": transfer.order_number,
@@ -190,7 +189,7 @@ def transfer_row(row):
         "currency": transfer.currency,
         "source_trading_account": account_view(transfer.source_account),
         "target_trading_account": account_view(transfer.target_account),
-        "status": review_status,
+        "status": status,
         "submit_time": transfer.created_at,
         "user_name": user_name(owner),
     }
@@ -298,6 +297,7 @@ def history_order_row(row):
     return {
         **_trading_common(account, owner),
         "order_number": str(position.position_id),
+        "deal_number": str(position.close_deal_ticket),
         "symbol": position.symbol,
         "trading_type": position.side.upper(),
         "volume": position.volume,
@@ -351,7 +351,7 @@ def pending_order_row(row):
 # Export rows ---------------------------------------------------------------------------
 # Each report's file is its list's rows as plain SQL columns, formatted in SQL the way the
 # list formats them (amounts and prices to their places, names, logins, upper-case types,
-# review statuses as the list names them), so PostgreSQL's COPY can write the CSV itself.
+# statuses as the list names them), so PostgreSQL's COPY can write the CSV itself.
 # Times stay timestamps: the export writes them in the broker's timezone, in SQL for COPY.
 # Same FROM, WHERE and ORDER BY as the list (the list's query with other columns).
 
@@ -421,7 +421,7 @@ def deposits_export_query(user, filters):
         _fixed(Deposit.amount, MONEY_PLACES),
         _fixed(Deposit.fee, MONEY_PLACES),
         Deposit.currency,
-        ReviewItem.status,
+        Deposit.status,
         user_name_sql(Auditor),  # NULL (an empty cell) when nobody audited it
     )
     return (
@@ -443,7 +443,7 @@ def withdrawals_export_query(user, filters):
         _fixed(Withdrawal.amount, MONEY_PLACES),
         _fixed(Withdrawal.fee, MONEY_PLACES),
         Withdrawal.account_currency,
-        ReviewItem.status,
+        Withdrawal.status,
         user_name_sql(Auditor),
     )
     return query.join(TradingAccount, TradingAccount.id == Withdrawal.trading_account_id).join(
@@ -465,7 +465,7 @@ def transfers_export_query(user, filters):
         _text(TargetAccount.login),
         _fixed(Transfer.amount, MONEY_PLACES),
         Transfer.currency,
-        ReviewItem.status,
+        Transfer.status,
     )
     return query.join(SourceAccount, SourceAccount.id == Transfer.source_account_id).join(
         TargetAccount, TargetAccount.id == Transfer.target_account_id

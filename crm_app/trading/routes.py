@@ -103,7 +103,7 @@ class Balances(MethodView):
     @blp.arguments(schemas.BalanceQuerySchema, location="query")
     @blp.response(200, schemas.BalanceListSchema)
     def get(self, args):
-        """查询所持账户的余额 Balances of own trading accounts, by fund direction"""
+        """查询所持账户的余额 Balances of own live trading accounts, by fund direction (no demo account)"""
         accounts = services.balances(current_user, args["type"])
         return {"list": accounts, "total": len(accounts)}
 

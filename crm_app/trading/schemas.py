@@ -128,7 +128,8 @@ class BalanceQuerySchema(Schema):
         required=True,
         metadata={
             "description": "Fund directions: deposit → deposit_only,normal; withdrawal → withdrawal_only,normal. "
-            "Sent as `type=a&type=b`, `type[]=a&type[]=b` or `type=a,b`"
+            "Sent as `type=a&type=b`, `type[]=a&type[]=b` or `type=a,b`. Only live accounts are listed: "
+            "money never moves through a demo account, whatever its type's direction"
         },
     )
 

@@ -510,10 +510,18 @@ def get_own_account_with_figures(user, account_id):
 
 
 def balances(user, directions):
+    """#13: the accounts a deposit, withdrawal or transfer picker may offer in these fund
+    directions. Money moves through live accounts only (`require_live_account`), so a demo
+    account, or any account on a demo server, is never listed: picking it could only fail."""
     query = (
-        own_accounts_query(user)
+        own_accounts_query(user, is_demo=False)
         .join(AccountType, TradingAccount.account_type_id == AccountType.id)
-        .where(AccountType.fund_direction.in_(directions), TradingAccount.status == "active")
+        .join(TradingServer, TradingAccount.server_id == TradingServer.id)
+        .where(
+            AccountType.fund_direction.in_(directions),
+            TradingAccount.status == "active",
+            TradingServer.is_demo.is_(False),
+        )
         .order_by(TradingAccount.id)
     )
     accounts = db.session.scalars(query).all()
