@@ -9,7 +9,6 @@ rows' text until the end: each column is as wide as its longest value needs.
 import csv
 import io
 import logging
-import math
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
