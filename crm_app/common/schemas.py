@@ -3,7 +3,7 @@
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -171,7 +171,9 @@ class Money(fields.Field):
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return f"{Decimal(value):.{self.places}f}"
+        # Half away from zero, as PostgreSQL's round() and the files do (format() rounds half even).
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return f"{number.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_UP) + 0:.{self.places}f}"
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, (str, int)) or isinstance(value, bool):

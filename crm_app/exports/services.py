@@ -135,6 +135,9 @@ class ExportError(Exception):
 # The registry of report sources --------------------------------------------------------
 
 
+COLUMN_KINDS = ("text", "id", "time", "number")
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a report: its key, its header in every language, its look."""
@@ -143,10 +146,18 @@ class Column:
     header_i18n: dict
     width: float = 1.0  # relative width in the PDF and the spreadsheet
     align: str = "left"  # "right" for amounts (PDF)
-    # "text"; "time" (a naive-UTC datetime, shown in the broker's zone); "number" (shown to
-    # `places` decimals as the list shows it, whatever type the database hands back).
+    # "text" (names, remarks: a PDF may wrap it as a last resort); "id" (order numbers, logins,
+    # tickets: never cut nor wrapped); "time" (a naive-UTC datetime, shown in the broker's zone,
+    # whole seconds); "number" (shown to `places` decimals as the list shows it, whatever type
+    # the database hands back).
     kind: str = "text"
     places: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in COLUMN_KINDS:
+            raise ValueError(f"column {self.key!r}: kind is one of {', '.join(COLUMN_KINDS)}")
+        if (self.kind == "number") != (self.places is not None):
+            raise ValueError(f"column {self.key!r}: a number column, and only one, has places")
 
     def header(self, language):
         return self.header_i18n.get(language) or self.header_i18n["en"]
@@ -816,10 +827,10 @@ TIME_FILTER_LABELS = {
 register_report(
     "own-transfers",
     columns=[
-        Column("order_number", {"en": "Order number", "zh-CN": "订单号", "zh-TW": "訂單號"}, width=1.3),
+        Column("order_number", {"en": "Order number", "zh-CN": "订单号", "zh-TW": "訂單號"}, width=1.3, kind="id"),
         Column("submit_time", {"en": "Submit time", "zh-CN": "提交时间", "zh-TW": "提交時間"}, width=1.3, kind="time"),
-        Column("source_account", {"en": "From account", "zh-CN": "转出账户", "zh-TW": "轉出帳戶"}),
-        Column("target_account", {"en": "To account", "zh-CN": "转入账户", "zh-TW": "轉入帳戶"}),
+        Column("source_account", {"en": "From account", "zh-CN": "转出账户", "zh-TW": "轉出帳戶"}, kind="id"),
+        Column("target_account", {"en": "To account", "zh-CN": "转入账户", "zh-TW": "轉入帳戶"}, kind="id"),
         Column("amount", {"en": "Amount", "zh-CN": "金额", "zh-TW": "金額"}, align="right", kind="number", places=2),
         Column("currency", {"en": "Currency", "zh-CN": "币种", "zh-TW": "幣種"}, width=0.6),
         Column("status", {"en": "Status", "zh-CN": "状态", "zh-TW": "狀態"}, width=0.8),

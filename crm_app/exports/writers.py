@@ -2,15 +2,13 @@
 
 Each writer takes the rows one at a time (`write_row`) and finishes the file on
 `close()`. None of them keeps the rows: CSV writes through, openpyxl's write-only
-workbook streams its sheet to a temporary file, and the PDF draws a page as soon as
-it has a page of rows (the total is known before the first row, so "Page N of M"
-needs no second pass).
+workbook streams its sheet to a temporary file. The PDF (capped in rows) keeps its
+rows' text until the end: each column is as wide as its longest value needs.
 """
 
 import csv
 import io
 import logging
-import math
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -68,7 +66,8 @@ class ExportDocument:
     logo: bytes | None = None
     filters: list = field(default_factory=list)  # [(label, text)]
     rows_total: int = 0
-    # Per column: ("text", None), ("time", None) or ("number", places): how a cell is shown.
+    # Per column: ("text", None), ("id", None), ("time", None) or ("number", places): how a cell
+    # is shown. An id (order number, login, ticket) is text that is never cut nor wrapped.
     kinds: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -91,8 +90,9 @@ class ExportDocument:
 
 
 def local_time(value, zone):
-    """Naive UTC (how the database keeps times) to the broker's wall clock, naive."""
-    return value.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
+    """Naive UTC (how the database keeps times) to the broker's wall clock, naive, in whole
+    seconds as the lists show it (a spreadsheet would round 11:34:51.824 up to 11:34:52)."""
+    return value.replace(tzinfo=timezone.utc, microsecond=0).astimezone(zone).replace(tzinfo=None)
 
 
 def text_of(value, zone):
@@ -355,25 +355,32 @@ def register_pdf_font():
 
 
 class PdfWriter:
-    """A branded, paginated table: reportlab platypus flowables drawn page by page.
+    """A branded, paginated table: reportlab platypus tables drawn page by page.
 
-    Every row is one line (longer text is cut with an ellipsis), so the number of
-    rows on a page, and from the known total the number of pages, is fixed before
-    the first row arrives. Each page's table starts with the header row.
+    Nothing is ever cut. The rows are kept until `close()` (a PDF is capped at
+    `EXPORT_PDF_MAX_ROWS`), then each column gets the width its longest value needs,
+    measured with the font; when the columns do not fit the landscape page the font gets
+    smaller, then names and other free text wrap inside their cells. Identifiers,
+    numbers and times always stay on one line, whole. The pages are laid out before
+    the first is drawn, so "Page N of M" is exact.
     """
 
     extension = "pdf"
     MARGIN = 28
     FONT_SIZE = 7
-    ROW_HEIGHT = 12
-    HEADER_HEIGHT = 15
+    # The font sizes tried before any text wraps; below the last, only when even the
+    # one-line columns (identifiers, numbers, times) need it.
+    FONT_SIZES = (7, 6.5, 6)
+    SMALLEST_FONT_SIZE = 3
+    LEADING = 1.3
     FOOTER_HEIGHT = 16
     RUNNING_HEADER_HEIGHT = 16
     LOGO_MAX = (140, 42)
     CELL_PADDING = 3
+    # A wrapped column is never narrower than this many em (a couple of characters a line).
+    WRAP_MIN_EMS = 4
 
     def __init__(self, path, document):
-        from reportlab.lib import colors
         from reportlab.lib.pagesizes import A4, landscape
         from reportlab.pdfgen.canvas import Canvas
 
@@ -383,8 +390,9 @@ class PdfWriter:
         self.language = document.language
         self.converters = text_converters(document.zone)
         self.cells = column_converters(document, self.converters, self._other)
-        # Numbers and times are shown whole (their columns are made wide enough); text is cut.
-        self.cut = [kind == "text" for kind, _ in document.kinds]
+        # Free text (names, remarks, statuses) may wrap as a last resort; everything else
+        # (identifiers, numbers, times) stays on one line.
+        self.wraps = [kind == "text" for kind, _ in document.kinds]
         self.page_width, self.page_height = landscape(A4)
         self.content_width = self.page_width - 2 * self.MARGIN
         self.canvas = Canvas(
@@ -401,84 +409,81 @@ class PdfWriter:
         self.canvas.setSubject(document.filters_text)
         self.canvas.setCreator("forex-broker-crm exports")
 
-        self.col_widths = self._column_widths()
-        self.headers = [self._fit(text, width) for text, width in zip(document.headers, self.col_widths, strict=True)]
         self.logo = self._logo_image(document.logo)
         self.first_block, first_block_height = self._first_page_block()
-
         table_top_first = self.page_height - self.MARGIN - first_block_height - 8
         table_top_other = self.page_height - self.MARGIN - self.RUNNING_HEADER_HEIGHT
-        bottom = self.MARGIN + self.FOOTER_HEIGHT
         self.table_tops = (table_top_first, table_top_other)
-        self.capacity_first = max(1, int((table_top_first - bottom - self.HEADER_HEIGHT) // self.ROW_HEIGHT))
-        self.capacity_other = max(1, int((table_top_other - bottom - self.HEADER_HEIGHT) // self.ROW_HEIGHT))
-        self.total_pages = self.pages_for(document.rows_total)
-
-        style = [
-            ("FONT", (0, 0), (-1, -1), self.font, self.FONT_SIZE),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e3e8ef")),
-            ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f6f8fa")]),
-            ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#9aa5b1")),
-            ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-            ("LEFTPADDING", (0, 0), (-1, -1), self.CELL_PADDING),
-            ("RIGHTPADDING", (0, 0), (-1, -1), self.CELL_PADDING),
-            ("TOPPADDING", (0, 0), (-1, -1), 1),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ]
-        for index, align in enumerate(document.aligns):
-            if align == "right":
-                style.append(("ALIGN", (index, 0), (index, -1), "RIGHT"))
-        self.table_style = style
+        self.bottom = self.MARGIN + self.FOOTER_HEIGHT
         self.page = 0
         self.rows = []
+        # The widest value of each column at font size 1 (widths grow with the size).
+        self.widest = [0.0] * len(document.headers)
 
-    def _least_width(self, header, kind, places):
-        """What a column needs: its header whole, and a time or a number read whole (a time is
-        always 19 characters; a price gets five digits before the point, an amount seven: a
-        longer one overflows its cell a little rather than being cut)."""
+    # Measuring and laying out -------------------------------------------------------
+
+    def _unit_width(self, text):
         from reportlab.pdfbase.pdfmetrics import stringWidth
 
-        samples = [header]
-        if kind == "time":
-            samples.append("0000-00-00 00:00:00")
-        elif kind == "number":
-            digits = 5 if places and places > 2 else 7
-            samples.append("-" + "0" * digits + ("." + "0" * places if places else ""))
-        widest = max(stringWidth(sample, self.font, self.FONT_SIZE) for sample in samples)
-        return widest + 2 * self.CELL_PADDING + 1
+        return stringWidth(text, self.font, 1)
 
-    def _column_widths(self):
-        """The page's width shared by the columns' weights, times and numbers given their
-        least width first (a column below it is fixed there, the rest is shared again)."""
-        weights = list(self.document.widths)
-        least = [
-            self._least_width(header, kind, places)
-            for header, (kind, places) in zip(self.document.headers, self.document.kinds, strict=True)
-        ]
-        widths = [None] * len(weights)
+    def _padding(self):
+        return 2 * self.CELL_PADDING + 1
+
+    def _header_widths(self):
+        """Per column, at size 1: the header on one line, and its widest word (a wrapped header)."""
+        whole, word = [], []
+        for text in self.document.headers:
+            whole.append(self._unit_width(text))
+            word.append(max((self._unit_width(part) for part in text.split()), default=0.0))
+        return whole, word
+
+    def _share(self, least, most, weights, room):
+        """`room` shared by weight between columns, each between its least and most width."""
+        widths = [None] * len(least)
         while True:
             free = [i for i, width in enumerate(widths) if width is None]
-            room = self.content_width - sum(width for width in widths if width is not None)
+            if not free:
+                return widths
+            left = room - sum(width for width in widths if width is not None)
             total = sum(weights[i] for i in free) or 1
-            short = [i for i in free if room * weights[i] / total < least[i]]
-            if not short or room <= 0:
+            fixed = False
+            for i in free:
+                share = left * weights[i] / total
+                if share < least[i]:
+                    widths[i], fixed = least[i], True
+                elif share > most[i]:
+                    widths[i], fixed = most[i], True
+            if not fixed:
+                for i in free:
+                    widths[i] = left * weights[i] / total
+                return widths
+
+    def _layout(self):
+        """(font size, column widths): the largest size at which every column is whole on one
+        line; else the smallest of FONT_SIZES with free text wrapped; else smaller still, until
+        the one-line columns fit."""
+        pad = self._padding()
+        whole, word = self._header_widths()
+        weights = list(self.document.widths)
+        count = len(weights)
+        for size in self.FONT_SIZES:
+            natural = [max(self.widest[i], whole[i]) * size + pad for i in range(count)]
+            if sum(natural) <= self.content_width:
+                extra = self.content_width - sum(natural)
+                total = sum(weights) or 1
+                return size, [natural[i] + extra * weights[i] / total for i in range(count)]
+        size = self.FONT_SIZES[-1]
+        while True:
+            one_line = [max(self.widest[i], word[i]) * size + pad for i in range(count)]
+            least = [
+                max(word[i], min(self.widest[i], self.WRAP_MIN_EMS)) * size + pad if self.wraps[i] else one_line[i]
+                for i in range(count)
+            ]
+            if sum(least) <= self.content_width or size <= self.SMALLEST_FONT_SIZE:
                 break
-            for i in short:
-                widths[i] = least[i]
-        room = max(0, self.content_width - sum(width for width in widths if width is not None))
-        total = sum(weights[i] for i, width in enumerate(widths) if width is None) or 1
-        widths = [room * weights[i] / total if width is None else width for i, width in enumerate(widths)]
-        used = sum(widths)
-        if used > self.content_width:  # too many columns for the page: everything shrinks alike
-            widths = [width * self.content_width / used for width in widths]
-        return widths
-
-    def pages_for(self, rows_total):
-        if rows_total <= self.capacity_first:
-            return 1
-        return 1 + math.ceil((rows_total - self.capacity_first) / self.capacity_other)
-
-    # Pieces of a page --------------------------------------------------------------
+            size = max(self.SMALLEST_FONT_SIZE, size * self.content_width / sum(least) * 0.98)
+        return size, self._share(least, one_line, weights, max(self.content_width, sum(least)))
 
     def _style(self, size, leading=None):
         from reportlab.lib.styles import ParagraphStyle
@@ -486,6 +491,28 @@ class PdfWriter:
         return ParagraphStyle(
             f"export-{size}", fontName=self.font, fontSize=size, leading=leading or size * 1.3, wordWrap="CJK"
         )
+
+    def _laid_out_row(self, texts, widths, size, style, header=False):
+        """(cells, height): a cell that fits its width is a string, one that does not a
+        Paragraph that wraps (free text and headers only; the layout keeps the rest whole)."""
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+        from reportlab.platypus import Paragraph
+
+        line = size * self.LEADING
+        height = line
+        cells = []
+        for text, width, wraps in zip(texts, widths, self.wraps, strict=True):
+            room = width - 2 * self.CELL_PADDING
+            if (wraps or header) and text and stringWidth(text, self.font, size) > room:
+                paragraph = Paragraph(escape(text), style)
+                _, needed = paragraph.wrap(room, self.page_height)
+                height = max(height, needed)
+                cells.append(paragraph)
+            else:
+                cells.append(text)
+        return cells, height + 3 + (2 if header else 0)
+
+    # Pieces of a page --------------------------------------------------------------
 
     def _logo_image(self, data):
         """The broker's logo, or None when it is missing or not an image we can draw."""
@@ -534,46 +561,68 @@ class PdfWriter:
             height = max(height, self.logo[2])
         return placed, height
 
-    def _fit(self, text, width):
-        """One line: text cut with an ellipsis to the column's width."""
-        from reportlab.pdfbase.pdfmetrics import stringWidth
-
-        room = width - 2 * self.CELL_PADDING
-        text = text.replace("\r", " ").replace("\n", " ")
-        if stringWidth(text, self.font, self.FONT_SIZE) <= room:
-            return text
-        low, high = 0, len(text)
-        while low < high:
-            middle = (low + high + 1) // 2
-            if stringWidth(text[:middle] + "…", self.font, self.FONT_SIZE) <= room:
-                low = middle
-            else:
-                high = middle - 1
-        return text[:low] + "…"
-
     def _other(self, value):
         return text_of(value, self.zone)
 
-    def _capacity(self):
-        return self.capacity_first if self.page == 0 else self.capacity_other
-
     def write_row(self, values):
-        self.rows.append(
-            [
-                self._fit(convert(value), width) if cut else convert(value)
-                for convert, value, width, cut in zip(self.cells, values, self.col_widths, self.cut, strict=True)
-            ]
-        )
-        if len(self.rows) >= self._capacity():
-            self._draw_page()
+        row = [
+            convert(value).replace("\r", " ").replace("\n", " ")
+            for convert, value in zip(self.cells, values, strict=True)
+        ]
+        widest = self.widest
+        for index, text in enumerate(row):
+            if text:
+                width = self._unit_width(text)
+                if width > widest[index]:
+                    widest[index] = width
+        self.rows.append(row)
 
-    def _draw_page(self):
+    def _table_style(self, size):
+        from reportlab.lib import colors
+
+        style = [
+            ("FONT", (0, 0), (-1, -1), self.font, size),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e3e8ef")),
+            ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f6f8fa")]),
+            ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#9aa5b1")),
+            ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+            ("LEFTPADDING", (0, 0), (-1, -1), self.CELL_PADDING),
+            ("RIGHTPADDING", (0, 0), (-1, -1), self.CELL_PADDING),
+            ("TOPPADDING", (0, 0), (-1, -1), 1),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ]
+        for index, align in enumerate(self.document.aligns):
+            if align == "right":
+                style.append(("ALIGN", (index, 0), (index, -1), "RIGHT"))
+        return style
+
+    def close(self):
+        size, widths = self._layout()
+        style = self._style(size, size * self.LEADING)
+        header, header_height = self._laid_out_row(self.document.headers, widths, size, style, header=True)
+        # The pages, laid out before the first is drawn: the total is known for "Page N of M".
+        pages, page, used = [], [], header_height
+        for texts in self.rows:
+            cells, height = self._laid_out_row(texts, widths, size, style)
+            room = self.table_tops[0 if not pages else 1] - self.bottom
+            if page and used + height > room:
+                pages.append(page)
+                page, used = [], header_height
+            page.append((cells, height))
+            used += height
+        pages.append(page)
+        self.rows = []
+        table_style = self._table_style(size)
+        for rows in pages:
+            self._draw_page(header, header_height, rows, widths, table_style, len(pages))
+        self.canvas.save()
+
+    def _draw_page(self, header, header_height, rows, widths, table_style, pages):
         from reportlab.platypus import Table
 
         c = self.canvas
         first = self.page == 0
         self.page += 1
-        pages = max(self.total_pages, self.page)
         c.setFillColorRGB(0, 0, 0)
         if first:
             top = self.page_height - self.MARGIN
@@ -597,17 +646,16 @@ class PdfWriter:
             )
             table_top = self.table_tops[1]
 
-        data = [self.headers, *self.rows]
         table = Table(
-            data,
-            colWidths=self.col_widths,
-            rowHeights=[self.HEADER_HEIGHT] + [self.ROW_HEIGHT] * len(self.rows),
+            [header, *(cells for cells, _ in rows)],
+            colWidths=widths,
+            rowHeights=[header_height] + [height for _, height in rows],
             repeatRows=1,
-            style=self.table_style,
+            style=table_style,
         )
         _, height = table.wrapOn(c, self.content_width, table_top)
         table.drawOn(c, self.MARGIN, table_top - height)
-        if not self.rows:
+        if not rows:
             c.setFont(self.font, 9)
             c.drawString(self.MARGIN, table_top - height - 16, label("no_rows", self.language))
 
@@ -618,12 +666,6 @@ class PdfWriter:
             PAGE_LABEL.get(self.language, PAGE_LABEL["en"]).format(page=self.page, pages=pages),
         )
         c.showPage()
-        self.rows = []
-
-    def close(self):
-        if self.rows or self.page == 0:
-            self._draw_page()
-        self.canvas.save()
 
 
 WRITERS = {"csv": CsvWriter, "xlsx": XlsxWriter, "pdf": PdfWriter}

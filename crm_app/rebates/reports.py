@@ -189,32 +189,47 @@ FILTER_LABELS = {
     "rebate_aggregation_id": _h("Settlement", "结算单", "結算單"),
 }
 
+# How the lists show them (schemas.CommissionDetailSchema, CommissionSchema): money to 2 places,
+# prices to 5, volumes (lots) to 2 as every report does; times in the broker's zone.
+MONEY_PLACES = 2
+PRICE_PLACES = 5
+VOLUME_PLACES = 2
+
+
+def _money(key, header, **options):
+    return Column(key, header, align="right", kind="number", places=MONEY_PLACES, **options)
+
+
+def _time(key, header):
+    return Column(key, header, width=1.3, kind="time")
+
+
 DETAIL_COLUMNS = [
-    Column("mt_order_number", _h("MT order", "MT订单号", "MT訂單號")),
-    Column("order_number", _h("Deal", "成交单号", "成交單號")),
+    Column("mt_order_number", _h("MT order", "MT订单号", "MT訂單號"), kind="id"),
+    Column("order_number", _h("Deal", "成交单号", "成交單號"), kind="id"),
     Column("client_user_name", _h("Client", "客户", "客戶"), width=1.3),
     Column("sub_ib_user_name", _h("Sub-IB", "下级IB", "下級IB"), width=1.2),
     Column("symbol", _h("Symbol", "品种", "品種"), width=0.8),
-    Column("volume", _h("Volume", "手数", "手數"), width=0.6, align="right"),
-    Column("open_price", _h("Open price", "开仓价", "開倉價"), align="right"),
-    Column("close_price", _h("Close price", "平仓价", "平倉價"), align="right"),
-    Column("profit", _h("Profit", "盈亏", "盈虧"), align="right"),
-    Column("amount", _h("Rebate", "返佣", "返佣"), align="right"),
+    Column("volume", _h("Volume", "手数", "手數"), width=0.6, align="right", kind="number", places=VOLUME_PLACES),
+    Column("open_price", _h("Open price", "开仓价", "開倉價"), align="right", kind="number", places=PRICE_PLACES),
+    Column("close_price", _h("Close price", "平仓价", "平倉價"), align="right", kind="number", places=PRICE_PLACES),
+    _money("profit", _h("Profit", "盈亏", "盈虧")),
+    _money("amount", _h("Rebate", "返佣", "返佣")),
     Column("currency", _h("Currency", "币种", "幣種"), width=0.6),
     Column("trigger_event", _h("Trigger", "触发事件", "觸發事件")),
-    Column("calculate_at", _h("Calculated", "计算时间", "計算時間"), width=1.3),
-    Column("grant_at", _h("Paid", "发放时间", "發放時間"), width=1.3),
+    _time("calculate_at", _h("Calculated", "计算时间", "計算時間")),
+    _time("grant_at", _h("Paid", "发放时间", "發放時間")),
 ]
 
 SUMMARY_COLUMNS = [
-    Column("order_number", _h("Settlement", "结算单号", "結算單號"), width=1.4),
-    Column("login_id", _h("Paid to account", "入账账户", "入帳帳戶")),
-    Column("total_orders", _h("Orders", "订单数", "訂單數"), width=0.6, align="right"),
-    Column("total_amount", _h("Amount", "金额", "金額"), align="right"),
+    Column("order_number", _h("Settlement", "结算单号", "結算單號"), width=1.4, kind="id"),
+    Column("login_id", _h("Paid to account", "入账账户", "入帳帳戶"), kind="id"),
+    Column("total_orders", _h("Orders", "订单数", "訂單數"), width=0.6, align="right", kind="number", places=0),
+    _money("total_amount", _h("Amount", "金额", "金額")),
     Column("currency", _h("Currency", "币种", "幣種"), width=0.6),
     Column("status", _h("Status", "状态", "狀態"), width=0.7),
-    Column("calculate_at", _h("Calculated", "计算时间", "計算時間"), width=1.3),
-    Column("grant_at", _h("Paid", "发放时间", "發放時間"), width=1.3),
+    _time("calculate_at", _h("Calculated", "计算时间", "計算時間")),
+    _time("grant_at", _h("Paid", "发放时间", "發放時間")),
 ]
 
 

@@ -43,6 +43,8 @@ PLACES = {
     **dict.fromkeys(("open_price", "close_price", "sl", "tp", "pending_price"), services.PRICE_PLACES),
 }
 TIMES = {"submit_time", "open_time", "close_time", "pending_time"}
+# Identifiers: never cut nor wrapped in a PDF.
+IDS = {"order_number", "account", "source_trading_account", "target_trading_account", "trading_account"}
 RIGHT = set(PLACES) | {"leverage"}
 FILTER_LABELS = {
     key: dict(zip(("en", "zh-CN", "zh-TW"), texts, strict=True))
@@ -70,7 +72,7 @@ def register(name, keys, export_query, count, title):
             key,
             dict(zip(("en", "zh-CN", "zh-TW"), H[key], strict=True)),
             align="right" if key in RIGHT else "left",
-            kind="number" if key in PLACES else "time" if key in TIMES else "text",
+            kind="number" if key in PLACES else "time" if key in TIMES else "id" if key in IDS else "text",
             places=PLACES.get(key),
         )
         for key in keys
