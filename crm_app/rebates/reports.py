@@ -207,6 +207,8 @@ def _time(key, header):
 DETAIL_COLUMNS = [
     Column("mt_order_number", _h("MT order", "MT订单号", "MT訂單號"), kind="id"),
     Column("order_number", _h("Deal", "成交单号", "成交單號"), kind="id"),
+    # The ticket the closed-orders report shows as its order number: links a row to that report.
+    Column("position_number", _h("Position", "持仓单号", "持倉單號"), kind="id"),
     Column("client_user_name", _h("Client", "客户", "客戶"), width=1.3),
     Column("sub_ib_user_name", _h("Sub-IB", "下级IB", "下級IB"), width=1.2),
     Column("symbol", _h("Symbol", "品种", "品種"), width=0.8),
