@@ -138,6 +138,14 @@ class RunningSimulator:
     def faults(self, **settings):
         return self.control("POST", "/sim/faults", settings)
 
+    def sessions(self, **settings):
+        """Session settings: session_expired_answer ("403" or "retcode8"), refuse_group_reads."""
+        return self.control("POST", "/sim/sessions", settings)
+
+    def drop_sessions(self):
+        """Forget every manager session, as a server restart or a load balancer would."""
+        return self.control("POST", "/sim/sessions/drop")
+
     def close(self):
         self.stop()
         if self.on_close:

@@ -38,6 +38,11 @@ class PermissionDenied(TradingError):
     """The manager account may not do this (wrong manager password, missing right)."""
 
 
+class ManagerLoginFailed(PermissionDenied):
+    """The manager handshake was refused: wrong manager login or password, no API rights, or an
+    address the server does not allow. (A server that cannot be reached is a TransientError.)"""
+
+
 class BusinessError(TradingError):
     """The server refused on the merits; retrying the same call will not help."""
 

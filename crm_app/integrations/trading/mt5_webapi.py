@@ -45,6 +45,7 @@ from crm_app.integrations.trading.gateway import (
     Deal,
     InvalidPassword,
     InvalidRequest,
+    ManagerLoginFailed,
     NewAccount,
     NoMoney,
     PendingOrder,
@@ -356,6 +357,7 @@ class PinnedSession:
         self.http.headers.update({"Connection": "keep-alive", "User-Agent": "MetaTrader 5 Web API/5 (crm)"})
         self.authenticated_as = None  # fingerprint of the credentials the session was opened with
         self.currency_by_login = {}  # MT5 never moves an account to a group of another currency
+        self.currency_by_group = {}  # "" for a group the manager may not read
 
     def forget_login(self):
         self.authenticated_as = None
@@ -565,12 +567,26 @@ class MT5WebAPIGateway:
             raise InvalidRequest(f"password kind must be one of {PASSWORD_KINDS}, not {kind!r}")
 
     def _currency_of(self, login):
-        """Deposit currency of an account (its group's), remembered for the life of the process."""
-        known = pinned_session(self.base_url, self.manager_login).currency_by_login
+        """Deposit currency of an account (its group's), remembered for the life of the process.
+
+        Some manager accounts may not read group configuration, and some peers do not serve
+        /api/group/get: then the currency is "" (unknown, remembered per group) and the caller
+        uses what it knows (the account type's currency); the figures never fail for it.
+        """
+        session = pinned_session(self.base_url, self.manager_login)
+        known = session.currency_by_login
         if login not in known:
             group = self._call("GET", "/api/user/get", params={"login": login}).get("Group", "")
-            settings = self._call("GET", "/api/group/get", params={"group": group})
-            known[login] = settings.get("Currency", "")
+            if group not in session.currency_by_group:
+                try:
+                    settings = self._call("GET", "/api/group/get", params={"group": group})
+                except (PermissionDenied, BusinessError, TradingError) as exc:
+                    if isinstance(exc, TransientError | AmbiguousError):
+                        raise
+                    log.info("MT5 %s: group %r not readable (%s); currency left to the caller", self.base_url, group, exc)
+                    settings = {}
+                session.currency_by_group[group] = settings.get("Currency", "")
+            known[login] = session.currency_by_group[group]
         return known[login]
 
     def _windows(self, start, end):
@@ -618,23 +634,44 @@ class MT5WebAPIGateway:
     def _call(self, method, path, *, params=None, body=None, write=False):
         """One API call through the pinned session: login when needed, map failures to typed errors.
 
-        A 403 means the server has no valid session for us; it refused the call outright,
-        so logging in again and sending it once more is safe even for writes.
+        MetaQuotes do not document what a server answers once our session is gone (idle
+        timeout, restart, a load balancer moving the connection): some answer HTTP 403, others
+        retcode 8 (MT_RET_ERR_PERMISSIONS). Either, on a session that had worked, means "session
+        lost": the server refused the call outright, so logging in again and sending it once
+        more is safe even for writes. The same answer right after a fresh login is a real
+        refusal. A write whose answer was lost is never resent (AmbiguousError, see `_send`).
         """
         session = pinned_session(self.base_url, self.manager_login)
         with session.lock:
             for attempt in (1, 2):
-                if session.authenticated_as != self._password_hash:
+                had_worked = session.authenticated_as == self._password_hash
+                if not had_worked:
                     self._login(session)
                 response = self._send(session, method, path, params=params, body=body, write=write)
-                if response.status_code == 403:
+                lost = self._session_lost(response)
+                if lost:
                     session.forget_login()
-                    if attempt == 1:
-                        log.info("MT5 session for %s expired, logging in again", self.base_url)
+                    if attempt == 1 and had_worked:
+                        log.info("MT5 session for %s lost (%s), logging in again", self.base_url, lost)
                         continue
-                    raise PermissionDenied(f"{path}: the server refused the manager session (HTTP 403)")
+                    if response.status_code == 403:
+                        raise PermissionDenied(f"{path}: the server refused the manager session (HTTP 403)")
                 return self._answer_of(response, path, write=write)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _session_lost(response):
+        """"HTTP 403" or "retcode 8" when the answer may mean our session is gone, else None."""
+        if response.status_code == 403:
+            return "HTTP 403"
+        if response.status_code != 200:
+            return None
+        try:
+            payload = response.json()
+            code, _text = parse_retcode(payload)
+        except (ValueError, AttributeError, TradingError):
+            return None
+        return "retcode 8" if code == MTRetcode.ERR_PERMISSIONS else None
 
     def _send(self, session, method, path, *, params=None, body=None, write=False):
         url = self.base_url + path
@@ -653,6 +690,9 @@ class MT5WebAPIGateway:
         raise AssertionError("unreachable")
 
     def _answer_of(self, response, path, *, write):
+        if response.status_code in (404, 501):
+            # The peer does not serve this endpoint: nothing was applied.
+            raise InvalidRequest(f"{path}: not supported by the trading server (HTTP {response.status_code})")
         if response.status_code >= 500:
             error = AmbiguousError if write and response.status_code != 503 else TransientError
             raise error(f"{path}: HTTP {response.status_code} from the trading server")
@@ -671,6 +711,22 @@ class MT5WebAPIGateway:
         return payload.get("answer", {})
 
     def _login(self, session):
+        """The manager handshake, its failure named: a refusal is ManagerLoginFailed (password,
+        rights, IP allow-list), a server that cannot be reached or answers nonsense a TransientError."""
+        try:
+            self._handshake(session)
+        except PermissionDenied as exc:
+            raise ManagerLoginFailed(
+                f"manager login {self.manager_login} refused by the trading server "
+                f"(wrong manager password or login, or no Web API rights): {exc}",
+                retcode=exc.retcode,
+            ) from exc
+        except TransientError as exc:
+            raise TransientError(
+                f"manager login {self.manager_login}: the trading server is unreachable: {exc}", retcode=exc.retcode
+            ) from exc
+
+    def _handshake(self, session):
         """The manager handshake; afterwards the server has proven it knows our password too."""
         session.forget_login()
         start = self._auth_step(

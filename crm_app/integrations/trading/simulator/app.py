@@ -2,8 +2,9 @@
 
 `/<server_key>/api/...` speaks the Web API wire format, manager handshake included; a
 session is a cookie set by auth/start, valid once auth/answer proved the password, and
-forgotten after `session_idle_seconds` without a call (the server then answers HTTP 403,
-as a real one does to a connection that is not logged in). `/sim/...` needs no login: it is
+forgotten after `session_idle_seconds` without a call (default 180); the server then answers
+HTTP 403 or, with `session_expired_answer` "retcode8", a JSON answer carrying retcode
+"8 Not enough permissions" - MetaQuotes document neither, servers differ. `/sim/...` needs no login: it is
 how demos and tests trade, inject faults and move the clock.
 """
 
@@ -350,10 +351,23 @@ def answer(value):
 class Simulator:
     """Shared by every request of one process; all state is in the database."""
 
-    def __init__(self, engine, session_idle_seconds):
+    def __init__(self, engine, session_idle_seconds, session_expired_answer="403", refuse_group_reads=False):
         self.engine = engine
         self.session_idle_seconds = session_idle_seconds
+        self.defaults = {"session_expired_answer": session_expired_answer, "refuse_group_reads": refuse_group_reads}
         self.dice = random.Random()
+
+    def settings(self, conn=None):
+        """Session answer and group-read rights: the start-up defaults, overridden by /sim/sessions."""
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.settings(conn)
+        return {**self.defaults, **(book.get_state(conn, "session_settings", {}) or {})}
+
+    def not_logged_in(self, conn):
+        if self.settings(conn)["session_expired_answer"] == "retcode8":
+            return {"retcode": retcode(8)}, 200, []
+        return {"retcode": retcode(8)}, 403, []
 
     def faults(self):
         with self.engine.begin() as conn:
@@ -382,7 +396,9 @@ class Simulator:
                         self.forget_stale_sessions(conn)
                     logged_in = endpoint_path in PUBLIC_ENDPOINTS or self.session_is_live(conn, server, session_token)
                     if not logged_in:
-                        return {"retcode": retcode(8)}, 403, []
+                        return self.not_logged_in(conn)
+                    if endpoint_path == "group/get" and self.settings(conn)["refuse_group_reads"]:
+                        return {"retcode": retcode(8)}, 200, []
                     call = ApiCall(conn, server, params, book.sim_now(conn), session_token)
                     payload = handler(call)
                 return payload, 200, call.cookies
@@ -477,7 +493,15 @@ def target_account(conn, data):
     return book.load_server(conn, account.server_key), account
 
 
-def create_simulator_app(database_url=None, *, servers=None, config_path=None, session_idle_seconds=None):
+def create_simulator_app(
+    database_url=None,
+    *,
+    servers=None,
+    config_path=None,
+    session_idle_seconds=None,
+    session_expired_answer=None,
+    refuse_group_reads=None,
+):
     """The simulator as a plain Flask app (not the CRM app), with its book in its own database."""
     import os
 
@@ -493,7 +517,13 @@ def create_simulator_app(database_url=None, *, servers=None, config_path=None, s
         for definition in definitions or []:
             book.upsert_server(conn, definition)
         Quotes.load(conn)  # first start: seed the quotes
-    simulator = Simulator(engine, config.session_idle_seconds(session_idle_seconds))
+    file_settings = config.load_settings_file(config_path) if config_path and servers is None else {}
+    simulator = Simulator(
+        engine,
+        config.session_idle_seconds(session_idle_seconds),
+        config.session_expired_answer(session_expired_answer, file_settings),
+        config.refuse_group_reads(refuse_group_reads, file_settings),
+    )
     app.extensions["mt_sim"] = simulator
     register_api_routes(app, simulator)
     register_control_routes(app, simulator)
@@ -586,6 +616,38 @@ def register_control_routes(app, simulator):
             raise ControlError("rates are between 0 and 1")
         run(lambda conn: book.set_state(conn, "faults", settings))
         return settings
+
+    @app.route("/sim/sessions", methods=["GET", "POST"])
+    def sessions():
+        """GET: the session settings; POST: change `session_expired_answer` ("403" or
+        "retcode8") and/or `refuse_group_reads` until the next change."""
+        if request.method == "GET":
+            return simulator.settings()
+        data = control_data()
+        changes = {}
+        if "session_expired_answer" in data:
+            try:
+                changes["session_expired_answer"] = config.session_expired_answer(str(data["session_expired_answer"]))
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+        if "refuse_group_reads" in data:
+            changes["refuse_group_reads"] = bool(data["refuse_group_reads"])
+
+        def work(conn):
+            current = book.get_state(conn, "session_settings", {}) or {}
+            book.set_state(conn, "session_settings", {**current, **changes})
+            return simulator.settings(conn)
+
+        return run(work)
+
+    @app.post("/sim/sessions/drop")
+    def drop_sessions():
+        """Forget every manager session (a server restart, a load balancer moving connections)."""
+
+        def work(conn):
+            return {"dropped": conn.execute(delete(db.sessions)).rowcount}
+
+        return run(work)
 
     @app.route("/sim/clock", methods=["GET", "POST"])
     def clock():

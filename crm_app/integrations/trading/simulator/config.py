@@ -5,7 +5,8 @@ file (`--config` or MT_SIM_CONFIG), or - when the database holds no server yet -
 defaults below. A definition is upserted, so editing the file and restarting applies it;
 the book (accounts, deals...) is never touched by configuration.
 
-JSON format:
+JSON format ("session_expired_answer": "403" or "retcode8", "refuse_group_reads": true|false
+are optional; env MT_SIM_SESSION_EXPIRED_ANSWER / MT_SIM_REFUSE_GROUP_READS win):
     {"servers": [{
         "key": "mt5-demo",                 # URL prefix: http://host:port/mt5-demo/api/...
         "name": "MT5 Demo", "platform": "MT5", "kind": "demo",
@@ -29,7 +30,11 @@ DEFAULT_MANAGER_LOGIN = 1000
 # A documented demo credential, not a secret: the demo's server records use the same value.
 DEFAULT_MANAGER_PASSWORD = "Sim-Manager-1"  # noqa: S105
 DEFAULT_TIMEZONE_MINUTES = 120  # GMT+2, as many retail MT servers run (IANA: Etc/GMT-2)
-DEFAULT_SESSION_IDLE_SECONDS = 300
+DEFAULT_SESSION_IDLE_SECONDS = 180
+# What a call on an expired or dropped manager session gets. MetaQuotes do not document it:
+# "403" is an HTTP 403, "retcode8" a normal answer carrying "8 Not enough permissions".
+SESSION_EXPIRED_ANSWERS = ("403", "retcode8")
+DEFAULT_SESSION_EXPIRED_ANSWER = "403"
 
 
 def default_database_url():
@@ -46,6 +51,34 @@ def session_idle_seconds(explicit=None):
     if explicit is not None:
         return float(explicit)
     return float(os.environ.get("MT_SIM_SESSION_IDLE_SECONDS") or DEFAULT_SESSION_IDLE_SECONDS)
+
+
+def session_expired_answer(explicit=None, file_settings=None):
+    """Env MT_SIM_SESSION_EXPIRED_ANSWER, or the config file's "session_expired_answer"."""
+    value = explicit or os.environ.get("MT_SIM_SESSION_EXPIRED_ANSWER") or (file_settings or {}).get(
+        "session_expired_answer"
+    )
+    value = str(value or DEFAULT_SESSION_EXPIRED_ANSWER).strip().lower()
+    if value not in SESSION_EXPIRED_ANSWERS:
+        raise ValueError(f"session_expired_answer must be one of {SESSION_EXPIRED_ANSWERS}, not {value!r}")
+    return value
+
+
+def refuse_group_reads(explicit=None, file_settings=None):
+    """A manager without the right to read group configuration (env MT_SIM_REFUSE_GROUP_READS,
+    or the config file's "refuse_group_reads"): /api/group/get answers "8 Not enough permissions"."""
+    if explicit is not None:
+        return bool(explicit)
+    raw = os.environ.get("MT_SIM_REFUSE_GROUP_READS")
+    if raw is not None and raw.strip():
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return bool((file_settings or {}).get("refuse_group_reads", False))
+
+
+def load_settings_file(path):
+    """The simulator-wide settings of a JSON config file (keys next to "servers")."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {key: value for key, value in data.items() if key != "servers"} if isinstance(data, dict) else {}
 
 
 def manager_credentials():
