@@ -580,10 +580,10 @@ class MT5WebAPIGateway:
             if group not in session.currency_by_group:
                 try:
                     settings = self._call("GET", "/api/group/get", params={"group": group})
-                except (PermissionDenied, BusinessError, TradingError) as exc:
+                except TradingError as exc:
                     if isinstance(exc, TransientError | AmbiguousError):
                         raise
-                    log.info("MT5 %s: group %r not readable (%s); currency left to the caller", self.base_url, group, exc)
+                    log.info("MT5 %s: group %r not readable (%s); currency left to caller", self.base_url, group, exc)
                     settings = {}
                 session.currency_by_group[group] = settings.get("Currency", "")
             known[login] = session.currency_by_group[group]
@@ -661,7 +661,7 @@ class MT5WebAPIGateway:
 
     @staticmethod
     def _session_lost(response):
-        """"HTTP 403" or "retcode 8" when the answer may mean our session is gone, else None."""
+        """ "HTTP 403" or "retcode 8" when the answer may mean our session is gone, else None."""
         if response.status_code == 403:
             return "HTTP 403"
         if response.status_code != 200:

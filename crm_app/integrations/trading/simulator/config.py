@@ -55,8 +55,10 @@ def session_idle_seconds(explicit=None):
 
 def session_expired_answer(explicit=None, file_settings=None):
     """Env MT_SIM_SESSION_EXPIRED_ANSWER, or the config file's "session_expired_answer"."""
-    value = explicit or os.environ.get("MT_SIM_SESSION_EXPIRED_ANSWER") or (file_settings or {}).get(
-        "session_expired_answer"
+    value = (
+        explicit
+        or os.environ.get("MT_SIM_SESSION_EXPIRED_ANSWER")
+        or (file_settings or {}).get("session_expired_answer")
     )
     value = str(value or DEFAULT_SESSION_EXPIRED_ANSWER).strip().lower()
     if value not in SESSION_EXPIRED_ANSWERS:
