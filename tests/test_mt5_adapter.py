@@ -597,3 +597,99 @@ def test_an_answer_without_a_retcode_is_transient_for_reads_and_ambiguous_for_wr
         gateway.get_account(1)
     with pytest.raises(gw.AmbiguousError):
         gateway.balance_operation(1, 1.10, "DEPOSIT#g1")
+
+
+# Sessions lost: HTTP 403 or retcode 8 (#13) ---------------------------------------------------
+
+EXPIRY_ANSWERS = ["403", "retcode8"]
+
+
+@pytest.fixture
+def expiry(sim, request):
+    sim.sessions(session_expired_answer=request.param)
+    yield request.param
+    sim.sessions(session_expired_answer="403", refuse_group_reads=False)
+
+
+@pytest.mark.parametrize("expiry", EXPIRY_ANSWERS, indirect=True)
+def test_reads_and_writes_continue_after_the_server_drops_the_session(sim, gateway, expiry, monkeypatch):
+    """Whatever the peer answers a dead session with, one new handshake and the call goes through."""
+    account = funded_account(gateway, "100.00")
+    logins = count_logins(monkeypatch)
+    sim.drop_sessions()
+    assert gateway.get_account(account.login).login == account.login
+    sim.drop_sessions()
+    gateway.update_account(account.login, leverage=50)
+    assert gateway.get_account(account.login).leverage == 50
+    assert len(logins) == 2
+
+
+@pytest.mark.parametrize("expiry", EXPIRY_ANSWERS, indirect=True)
+def test_a_session_dropped_between_two_balance_operations_applies_each_exactly_once(sim, gateway, expiry):
+    account = new_account(gateway)
+    first = gateway.balance_operation(account.login, Decimal("100.00"), "dep-1")
+    sim.drop_sessions()
+    second = gateway.balance_operation(account.login, Decimal("-40.00"), "wd-2")
+    assert first != second
+    assert gateway.trade_state(account.login).balance == Decimal("60.00")
+    since = datetime.now(UTC) - timedelta(days=1)
+    assert gateway.find_balance_operation(account.login, "dep-1", since).ticket == first
+    assert gateway.find_balance_operation(account.login, "wd-2", since).ticket == second
+
+
+@pytest.mark.parametrize("expiry", EXPIRY_ANSWERS, indirect=True)
+def test_a_wrong_manager_password_after_a_drop_is_reported_as_such(sim, expiry):
+    gateway = make_gateway(sim)
+    gateway.server_time()
+    sim.drop_sessions()
+    wrong = make_gateway(sim, manager_password="Not-The-Password1")
+    with pytest.raises(gw.ManagerLoginFailed) as caught:
+        wrong.server_time()
+    assert "manager password" in str(caught.value)
+    assert caught.value.retcode == 1001
+
+
+def test_an_unreachable_server_during_the_handshake_is_transient_and_says_so():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = MT5WebAPIGateway(f"http://127.0.0.1:{port}/x", 1000, "Whatever-1", timezone=0, timeout=1.0)
+    with pytest.raises(gw.TransientError) as caught:
+        gateway.server_time()
+    assert "unreachable" in str(caught.value)
+
+
+def test_a_retcode_8_right_after_a_fresh_login_is_a_refusal_not_a_loop(sim, gateway, monkeypatch):
+    sim.sessions(refuse_group_reads=True)
+    try:
+        logins = count_logins(monkeypatch)
+        with pytest.raises(gw.PermissionDenied):
+            gateway._call("GET", "/api/group/get", params={"group": USD_GROUP})
+        assert len(logins) == 1
+    finally:
+        sim.sessions(refuse_group_reads=False)
+
+
+def test_figures_without_group_rights_leave_the_currency_to_the_caller_and_ask_once_per_group(
+    sim, gateway, monkeypatch
+):
+    account = funded_account(gateway, "25.00")
+    sim.sessions(refuse_group_reads=True)
+    try:
+        forget_pinned_sessions()
+        state = gateway.trade_state(account.login)
+        assert state.balance == Decimal("25.00")
+        assert state.currency == ""  # unknown here: the caller uses the account type's currency
+        asked = []
+        real_send = MT5WebAPIGateway._send
+
+        def counting(self, session, method, path, **kwargs):
+            asked.append(path)
+            return real_send(self, session, method, path, **kwargs)
+
+        monkeypatch.setattr(MT5WebAPIGateway, "_send", counting)
+        other = new_account(gateway)
+        gateway.trade_state(other.login)
+        assert "/api/group/get" not in asked
+    finally:
+        sim.sessions(refuse_group_reads=False)
