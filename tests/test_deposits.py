@@ -3,7 +3,7 @@
 import io
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -267,3 +267,32 @@ def test_transient_failure_is_retried_by_the_reconciler(client, funded, sim, ctx
     db.session.expire_all()
     assert db.session.scalar(select(Deposit.status)) == "approved"
     assert server_balance(funded["account"]) == Decimal("989.00")
+
+
+@pytest.mark.parametrize("expiry_answer", ["403", "retcode8"])
+def test_a_session_dropped_between_two_deposits_credits_each_exactly_once(client, funded, sim, ctx, expiry_answer):
+    """#13: the server forgets the manager session between two credits (answering HTTP 403 or
+    retcode 8): the adapter logs in again and each deposit makes exactly one deal."""
+    sim.sessions(session_expired_answer=expiry_answer)
+    try:
+        for amount in ("1000.00", "500.00"):
+            order_number = draft(client, funded, amount=amount).get_json()["order_number"]
+            submit(client, funded, order_number)
+            item = review_item_of(client, funded, order_number)
+            approved = client.post(
+                f"/api/v1/admin/audits/{item['id']}/approve", headers=funded["admin_headers"], json={}
+            )
+            assert approved.status_code == 200, approved.get_json()
+            assert approved.get_json()["object"]["status"] == "approved"
+            sim.drop_sessions()
+    finally:
+        sim.sessions(session_expired_answer="403")
+    assert server_balance(funded["account"]) == Decimal("989.00") + Decimal("494.00")
+    operations = db.session.scalars(select(BalanceOperation).order_by(BalanceOperation.id)).all()
+    assert [op.state for op in operations] == ["done", "done"]
+    assert len({op.ticket for op in operations}) == 2
+    account = db.session.get(TradingAccount, funded["account"])
+    now = datetime.fromisoformat(sim.control("GET", "/sim/clock")["now"])
+    gateway = gateway_for(account.server)
+    deals = [d for d in gateway.iter_deals([account.login], now - timedelta(days=1), now) if d.action == "balance"]
+    assert sorted(deal.ticket for deal in deals) == sorted(op.ticket for op in operations)

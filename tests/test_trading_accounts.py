@@ -343,3 +343,28 @@ def test_platforms_are_listed_for_clients_and_ibs(client, factory, book):
             headers=factory.headers(client, user),
         ).get_json()
         assert listing["total"] == 1 and listing["list"][0]["windows_download_url"].endswith("mt5.exe")
+
+
+def test_figures_are_read_when_the_manager_may_not_read_group_settings(client, factory, book, sim):
+    """#13: /api/group/get refused (retcode 8): the figures still refresh, in the account type's currency."""
+    from crm_app.extensions import db
+    from crm_app.integrations.trading.mt5_webapi import forget_pinned_sessions
+    from crm_app.trading.models import TradingAccount
+    from crm_app.trading.services import gateway_for
+
+    headers = factory.headers(client, factory.user())
+    account_id = open_demo(client, headers, book).get_json()["id"]
+    account = db.session.get(TradingAccount, account_id)
+    gateway_for(account.server).balance_operation(account.login, Decimal("750.00"), "DEP#no-group-rights")
+    forget_pinned_sessions()  # nothing remembered of the group from earlier reads
+    sim.sessions(refuse_group_reads=True)
+    try:
+        detail = client.get(f"/api/v1/client/trading-accounts/{account_id}", headers=headers)
+        again = client.get(f"/api/v1/client/trading-accounts/{account_id}", headers=headers)
+    finally:
+        sim.sessions(refuse_group_reads=False)
+    assert detail.status_code == 200
+    body = detail.get_json()
+    assert body["balance"] == "750.00" and body["equity"] == "750.00"
+    assert body["currency"] == "USD"
+    assert again.get_json()["figures_read_at"] is not None
