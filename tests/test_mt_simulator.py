@@ -470,3 +470,71 @@ def test_activity_books_swaps_when_crossing_server_midnight_on_a_weekday(tmp_pat
             nights = 3 if ended_day.weekday() == 2 else 1
             assert Decimal(record["Storage"]) == Decimal("-6.50") * nights
             assert summary["swap_charges"] == 1
+
+
+# Session expiry answers and group rights (#13) -------------------------------------------------
+
+
+def test_session_settings_default_to_403_an_idle_timeout_of_180_s_and_readable_groups(tmp_path, monkeypatch):
+    for name in ("MT_SIM_CONFIG", "MT_SIM_SESSION_IDLE_SECONDS", "MT_SIM_SESSION_EXPIRED_ANSWER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("MT_SIM_REFUSE_GROUP_READS", raising=False)
+    app = create_simulator_app(f"sqlite:///{tmp_path}/defaults.db")
+    assert app.extensions["mt_sim"].session_idle_seconds == 180
+    assert app.test_client().get("/sim/sessions").get_json() == {
+        "session_expired_answer": "403",
+        "refuse_group_reads": False,
+    }
+
+
+def test_session_settings_from_the_environment_and_the_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "servers.json"
+    config.write_text(
+        json.dumps(
+            {"servers": simulated_servers()[:1], "session_expired_answer": "retcode8", "refuse_group_reads": True}
+        ),
+        encoding="utf-8",
+    )
+    for name in ("MT_SIM_SESSION_EXPIRED_ANSWER", "MT_SIM_REFUSE_GROUP_READS"):
+        monkeypatch.delenv(name, raising=False)
+    app = create_simulator_app(f"sqlite:///{tmp_path}/file.db", config_path=str(config))
+    assert app.test_client().get("/sim/sessions").get_json() == {
+        "session_expired_answer": "retcode8",
+        "refuse_group_reads": True,
+    }
+    monkeypatch.setenv("MT_SIM_SESSION_EXPIRED_ANSWER", "403")
+    monkeypatch.setenv("MT_SIM_SESSION_IDLE_SECONDS", "42")
+    app = create_simulator_app(f"sqlite:///{tmp_path}/env.db", config_path=str(config))
+    assert app.test_client().get("/sim/sessions").get_json()["session_expired_answer"] == "403"
+    assert app.extensions["mt_sim"].session_idle_seconds == 42
+    monkeypatch.setenv("MT_SIM_SESSION_EXPIRED_ANSWER", "teapot")
+    with pytest.raises(ValueError, match="session_expired_answer"):
+        create_simulator_app(f"sqlite:///{tmp_path}/bad.db", config_path=str(config))
+
+
+@pytest.mark.parametrize(("answer", "status"), [("403", 403), ("retcode8", 200)])
+def test_a_dropped_session_gets_the_configured_answer(sim, client, answer, status):
+    sim.sessions(session_expired_answer=answer)
+    try:
+        assert client.get("/api/time/server").status_code == 200
+        assert sim.drop_sessions()["dropped"] >= 1
+        response = client.get("/api/time/server")
+    finally:
+        sim.sessions(session_expired_answer="403")
+    assert response.status_code == status
+    assert response.json() == {"retcode": "8 Not enough permissions"}
+
+
+def test_group_reads_can_be_refused_like_a_manager_without_the_right(sim, client):
+    sim.sessions(refuse_group_reads=True)
+    try:
+        refused = client.get("/api/group/get", group="demo\\standard-usd")
+    finally:
+        sim.sessions(refuse_group_reads=False)
+    assert (refused.status_code, refused.json()) == (200, {"retcode": "8 Not enough permissions"})
+    assert client.get("/api/group/get", group="demo\\standard-usd").json()["retcode"] == "0 Done"
+
+
+def test_an_unknown_session_answer_is_refused_by_the_control_route(sim):
+    response = requests.post(sim.base_url + "/sim/sessions", json={"session_expired_answer": "418"}, timeout=5)
+    assert response.status_code == 400
