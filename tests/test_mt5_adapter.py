@@ -693,3 +693,21 @@ def test_figures_without_group_rights_leave_the_currency_to_the_caller_and_ask_o
         assert "/api/group/get" not in asked
     finally:
         sim.sessions(refuse_group_reads=False)
+
+
+@pytest.mark.parametrize("status", [404, 501])
+def test_figures_from_a_peer_without_group_get_leave_the_currency_to_the_caller(sim, gateway, monkeypatch, status):
+    account = funded_account(gateway, "10.00")
+    forget_pinned_sessions()
+    real_send = MT5WebAPIGateway._send
+
+    def no_group_get(self, session, method, path, **kwargs):
+        if path == "/api/group/get":
+            response = requests.Response()
+            response.status_code = status
+            return response
+        return real_send(self, session, method, path, **kwargs)
+
+    monkeypatch.setattr(MT5WebAPIGateway, "_send", no_group_get)
+    state = gateway.trade_state(account.login)
+    assert (state.balance, state.currency) == (Decimal("10.00"), "")

@@ -690,8 +690,8 @@ class MT5WebAPIGateway:
         raise AssertionError("unreachable")
 
     def _answer_of(self, response, path, *, write):
-        if response.status_code in (404, 501):
-            # The peer does not serve this endpoint: nothing was applied.
+        if response.status_code in (404, 501) and not write:
+            # The peer does not serve this read (writes keep the rules below: never guessed).
             raise InvalidRequest(f"{path}: not supported by the trading server (HTTP {response.status_code})")
         if response.status_code >= 500:
             error = AmbiguousError if write and response.status_code != 503 else TransientError
