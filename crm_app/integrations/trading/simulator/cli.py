@@ -14,7 +14,7 @@ import click
     type=click.Path(exists=True, dir_okay=False),
     help="JSON server definitions (see simulator/config.py).",
 )
-@click.option("--session-idle-seconds", type=float, envvar="MT_SIM_SESSION_IDLE_SECONDS", help="Default: 300.")
+@click.option("--session-idle-seconds", type=float, envvar="MT_SIM_SESSION_IDLE_SECONDS", help="Default: 180.")
 def mt_sim_command(host, port, database_url, config_path, session_idle_seconds):
     """Run the MetaTrader simulator (MT5 Web API wire format, MT4 and MT5 servers)."""
     from werkzeug.serving import run_simple
