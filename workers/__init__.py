@@ -22,12 +22,12 @@ _base_record_factory = logging.getLogRecordFactory()
 
 def _record_with_job_id(*args, **kwargs):
     record = _base_record_factory(*args, **kwargs)
-    record.job_id = current_job_id.get() or "-"
+    record.running_job_id = current_job_id.get() or "-"
     return record
 
 
 logging.setLogRecordFactory(_record_with_job_id)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [job %(job_id)s] %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [job %(running_job_id)s] %(message)s"
 
 _worker_app = None
 _worker_app_pid = None

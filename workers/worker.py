@@ -12,7 +12,7 @@ from rq import Queue, SimpleWorker, Worker
 from sqlalchemy.orm import configure_mappers
 
 from crm_app import create_app
-from workers import LOG_FORMAT, QUEUES, set_worker_app
+from workers import LOG_FORMAT, QUEUES, current_job_id, set_worker_app
 
 # How long shutdown waits for the command (pubsub) thread before leaving it to die with the
 # process: redis-py 8's PubSubWorkerThread.stop() otherwise waits out its 60 s read.
@@ -48,7 +48,18 @@ class BoundedShutdownMixin:
         pubsub.close()
 
 
-class BurstWorker(SimpleWorker):
+class JobIdInLogsMixin:
+    """RQ's own lines around a job (started, failed with its traceback, done) carry its id too."""
+
+    def perform_job(self, job, queue):
+        token = current_job_id.set(job.id)
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            current_job_id.reset(token)
+
+
+class BurstWorker(JobIdInLogsMixin, SimpleWorker):
     """An in-process worker that drains the queues and returns (tests, one-off runs).
 
     It opens no command channel: nobody sends a burst run commands, and without the
@@ -62,7 +73,7 @@ class BurstWorker(SimpleWorker):
         pass
 
 
-class HardLimitWorker(BoundedShutdownMixin, Worker):
+class HardLimitWorker(JobIdInLogsMixin, BoundedShutdownMixin, Worker):
     """RQ's forking worker whose parent kills a horse that outlives its job's timeout."""
 
     hard_limit_grace_seconds = HARD_LIMIT_GRACE_SECONDS
