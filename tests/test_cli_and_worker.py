@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
 
 from crm_app.config import PROJECT_ROOT
 from tests.conftest import CHEAP_ARGON2
+from workers import job as declare_job
 
 FLASK = str(Path(sys.executable).with_name("flask"))
 STRONG = "Saffron-Kettle-44"
@@ -299,6 +302,10 @@ def test_real_worker_delivers_an_email_code_the_web_app_enqueued(
     assert code not in log, log
     for description in rq_job_descriptions(connection).values():
         assert code not in description
+    # The worker's lines about the job (RQ's and the job's own) name it.
+    (job_key,) = descriptions
+    job_id = job_key.removeprefix("rq:job:")
+    assert f"[job {job_id}]" in log, log
     # Nothing left behind on the queues, nothing failed.
     assert connection.llen("rq:queue:default") == 0
     assert connection.zcard("rq:failed:default") == 0
@@ -385,11 +392,6 @@ def test_without_redis_a_failing_job_does_not_fail_the_request(app, database_url
 
 
 # Jobs: declared options on every enqueue path, the job id in the log, the hard limit -------------
-
-from rq import Queue, Retry  # noqa: E402
-from rq.job import Job, JobStatus  # noqa: E402
-
-from workers import job as declare_job  # noqa: E402
 
 
 @declare_job(queue="default", timeout=7, result_ttl=11, failure_ttl=13, retry=Retry(max=1))
