@@ -154,14 +154,13 @@ def ctx(app):
 @pytest.fixture
 def run_jobs(app):
     """Run every queued job on a real RQ worker against real Redis, then return."""
-    from rq import SimpleWorker
-
     from workers import QUEUES, get_queue
+    from workers.worker import BurstWorker
 
     def run():
         with app.app_context():
             queues = [get_queue(name) for name in QUEUES]
-            worker = SimpleWorker(queues, connection=queues[0].connection)
+            worker = BurstWorker(queues, connection=queues[0].connection)
             worker.work(burst=True, with_scheduler=False)
 
     return run

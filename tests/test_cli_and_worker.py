@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
 
 from crm_app.config import PROJECT_ROOT
 from tests.conftest import CHEAP_ARGON2
+from workers import job as declare_job
 
 FLASK = str(Path(sys.executable).with_name("flask"))
 STRONG = "Saffron-Kettle-44"
@@ -299,6 +302,10 @@ def test_real_worker_delivers_an_email_code_the_web_app_enqueued(
     assert code not in log, log
     for description in rq_job_descriptions(connection).values():
         assert code not in description
+    # The worker's lines about the job (RQ's and the job's own) name it.
+    (job_key,) = descriptions
+    job_id = job_key.removeprefix("rq:job:")
+    assert f"[job {job_id}]" in log, log
     # Nothing left behind on the queues, nothing failed.
     assert connection.llen("rq:queue:default") == 0
     assert connection.zcard("rq:failed:default") == 0
@@ -382,3 +389,120 @@ def test_without_redis_a_failing_job_does_not_fail_the_request(app, database_url
     finally:
         with local.app_context():
             db.engine.dispose()
+
+
+# Jobs: declared options on every enqueue path, the job id in the log, the hard limit -------------
+
+
+@declare_job(queue="default", timeout=7, result_ttl=11, failure_ttl=13, retry=Retry(max=1))
+def fails_once_then_logs(marker_key):
+    """A test job: fails on its first run, logs and succeeds on its retry."""
+    import logging
+
+    from crm_app.common.runtime import runtime
+
+    if runtime().redis.incr(marker_key) == 1:
+        raise RuntimeError("first run fails")
+    logging.getLogger("tests.jobs").info("retried run done")
+    return "ok"
+
+
+def ignores_the_alarm(seconds):
+    """A test job that ignores RQ's SIGALRM (as a C call that never returns would)."""
+    import signal
+
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return "should never get here"
+
+
+def declared(job_func):
+    options = job_func.job_options
+    return options["job_timeout"], options["result_ttl"], options["failure_ttl"]
+
+
+def test_clock_registers_every_periodic_job_with_its_declared_queue_timeout_and_ttls(app):
+    """Before: expire_deposit_drafts and remove_expired_export_files ran under RQ's 180 s default
+    and no scheduled job carried its TTLs."""
+    from rq.cron import CronScheduler
+
+    from workers.clock import register_periodic_jobs
+    from workers.exports import remove_expired_export_files
+    from workers.money import expire_deposit_drafts
+
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    scheduler = CronScheduler(connection=connection)
+    register_periodic_jobs(scheduler)
+    cron_jobs = scheduler.get_jobs()
+    assert len(cron_jobs) == 6
+    for cron_job in cron_jobs:
+        func = cron_job.func
+        assert cron_job.queue_name == func.queue_name
+        options = cron_job.job_options
+        assert (options["job_timeout"], options["result_ttl"], options["failure_ttl"]) == declared(func), func.__name__
+        # What the clock puts on the queue carries the same options.
+        enqueued = cron_job.enqueue(connection)
+        assert (enqueued.timeout, enqueued.result_ttl, enqueued.failure_ttl) == declared(func), func.__name__
+    by_name = {cron_job.func.__name__: cron_job for cron_job in cron_jobs}
+    assert by_name[expire_deposit_drafts.__name__].job_options["job_timeout"] == 300
+    assert by_name[remove_expired_export_files.__name__].job_options["job_timeout"] == 900
+
+
+def test_a_job_a_route_enqueues_carries_its_declared_options(app, client):
+    from workers.mail import send_email_code
+
+    ask_for_register_code(client, "opts@example.test")
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    (job_id,) = Queue(send_email_code.queue_name, connection=connection).job_ids
+    rq_job = Job.fetch(job_id, connection=connection)
+    assert (rq_job.timeout, rq_job.result_ttl, rq_job.failure_ttl) == declared(send_email_code)
+    assert rq_job.retries_left == send_email_code.job_options["retry"].max
+
+
+def test_a_retried_job_keeps_its_declared_options_and_logs_with_its_id(app, ctx, run_jobs, caplog):
+    from workers import enqueue
+
+    rq_job = enqueue(fails_once_then_logs, "test:retry-marker")
+    with caplog.at_level("INFO", logger="tests.jobs"):
+        run_jobs()
+    rq_job.refresh()
+    assert rq_job.get_status() == JobStatus.FINISHED
+    assert (rq_job.timeout, rq_job.result_ttl, rq_job.failure_ttl) == (7, 11, 13)
+    (record,) = [r for r in caplog.records if r.name == "tests.jobs"]
+    assert record.running_job_id == rq_job.id
+    # Outside a job the field is there too, so one format serves every line.
+    import logging
+
+    outside = logging.getLogger("tests.jobs").makeRecord("tests.jobs", logging.INFO, __file__, 1, "x", (), None)
+    assert outside.running_job_id == "-"
+
+
+def test_the_worker_parent_kills_a_job_that_ignores_its_timeout(app):
+    """RQ's alarm is raised inside the job; a job that ignores it would hold the worker for ever.
+    The parent kills the work horse once the declared timeout plus a grace has passed."""
+    from workers.worker import build_worker
+
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    queue = Queue("default", connection=connection)
+    rq_job = queue.enqueue(ignores_the_alarm, 60, job_timeout=1)
+    worker = build_worker(connection, queue_names=["default"], job_monitoring_interval=1)
+    worker.hard_limit_grace_seconds = 1
+    started = time.monotonic()
+    worker.work(burst=True, with_scheduler=False)
+    elapsed = time.monotonic() - started
+    rq_job.refresh()
+    assert rq_job.get_status() == JobStatus.FAILED
+    assert elapsed < 15, elapsed
+
+
+def test_worker_shutdown_does_not_wait_for_the_command_threads_read(app):
+    """redis-py 8's PubSubWorkerThread.stop() waits out a 60 s read; our worker's is bounded."""
+    from workers.worker import build_worker
+
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    worker = build_worker(connection, queue_names=["default"])
+    worker.subscribe()
+    time.sleep(0.2)  # let the thread enter its read
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < worker.pubsub_stop_seconds + 1

@@ -15,6 +15,7 @@ from rq.cron import CronScheduler
 from rq.exceptions import StopRequested
 
 from crm_app import create_app
+from workers import LOG_FORMAT, cron_options
 from workers.exports import remove_expired_export_files
 from workers.money import expire_deposit_drafts, reconcile_balance_operations
 from workers.rebates import calculate_rebates, settle_rebates
@@ -25,38 +26,39 @@ REDIS_RETRY_SECONDS = (1, 2, 5, 10)
 
 
 def main():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = create_app()
     if not app.config.get("REDIS_URL"):
         raise SystemExit("REDIS_URL is not set: periodic jobs need Redis.")
     scheduler = CronScheduler(connection=Redis.from_url(app.config["REDIS_URL"]))
+    register_periodic_jobs(scheduler)
+    run_through_redis_outages(scheduler)
+
+
+def register_periodic_jobs(scheduler):
+    """Each job goes on the clock with its declared queue, timeout and TTLs."""
     scheduler.register(
         reconcile_balance_operations,
-        queue_name=reconcile_balance_operations.queue_name,
         interval=int(os.environ.get("RECONCILE_INTERVAL_SECONDS", "30")),
-        job_timeout=reconcile_balance_operations.job_options["job_timeout"],
+        **cron_options(reconcile_balance_operations),
     )
-    scheduler.register(expire_deposit_drafts, queue_name=expire_deposit_drafts.queue_name, interval=600)
-    scheduler.register(remove_expired_export_files, queue_name=remove_expired_export_files.queue_name, interval=3600)
+    scheduler.register(expire_deposit_drafts, interval=600, **cron_options(expire_deposit_drafts))
+    scheduler.register(remove_expired_export_files, interval=3600, **cron_options(remove_expired_export_files))
     scheduler.register(
         sync_all_servers,
-        queue_name=sync_all_servers.queue_name,
         interval=int(os.environ.get("SYNC_INTERVAL_SECONDS", "60")),
-        job_timeout=sync_all_servers.job_options["job_timeout"],
+        **cron_options(sync_all_servers),
     )
     scheduler.register(
         calculate_rebates,
-        queue_name=calculate_rebates.queue_name,
         interval=int(os.environ.get("REBATE_INTERVAL_SECONDS", "60")),
-        job_timeout=calculate_rebates.job_options["job_timeout"],
+        **cron_options(calculate_rebates),
     )
     scheduler.register(
         settle_rebates,
-        queue_name=settle_rebates.queue_name,
         interval=int(os.environ.get("REBATE_SETTLEMENT_INTERVAL_SECONDS", "86400")),
-        job_timeout=settle_rebates.job_options["job_timeout"],
+        **cron_options(settle_rebates),
     )
-    run_through_redis_outages(scheduler)
 
 
 def run_through_redis_outages(scheduler):
