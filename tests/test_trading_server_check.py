@@ -59,7 +59,10 @@ def test_a_healthy_server_passes_every_step(client, admin, sim):
     assert "UTC+02:00" in steps["server_time"]["detail"]
     assert "not found" in steps["user_read"]["detail"]  # the manager is no user on the simulator
     probes = steps["login_range"]["logins"]
-    assert [p["login"] for p in probes] == [*range(server["next_login"], server["next_login"] + 5), server["last_login"]]
+    assert [p["login"] for p in probes] == [
+        *range(server["next_login"], server["next_login"] + 5),
+        server["last_login"],
+    ]
     assert {p["state"] for p in probes} == {"free"}
     assert sim.manager_password not in response.get_data(as_text=True)
 
