@@ -220,6 +220,8 @@ def load_config(overrides=None):
         "SYNC_FIGURES_MAX_AGE_SECONDS": env_int("SYNC_FIGURES_MAX_AGE_SECONDS", 3600),
         # Trading servers
         "TRADING_TIMEOUT_SECONDS": env_int("TRADING_TIMEOUT_SECONDS", 10),
+        # The admin's check of a trading server: each call's bound (a check answers while the admin waits).
+        "TRADING_CHECK_TIMEOUT_SECONDS": env_float("TRADING_CHECK_TIMEOUT_SECONDS", 5.0),
         # Uploads
         "UPLOAD_FOLDER": env_str("UPLOAD_FOLDER", str(PROJECT_ROOT / "instance" / "uploads")),
         "UPLOAD_MAX_BYTES": env_int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),

@@ -178,6 +178,9 @@ ROUTES = [
     *crud("trading-account-types", "account_type"),
     *crud("platforms", "platform"),
     *crud("trading-servers", "server"),
+    Route(
+        "POST", "/api/v1/admin/trading-servers/{object_id}/check", ADMIN, params={"object_id": "server"}, body="json"
+    ),
     *crud("rebate-rules", "rebate_rule"),
     Route("GET", "/api/v1/admin/currencies", ADMIN),
     Route("POST", "/api/v1/admin/currencies", ADMIN, body="json"),

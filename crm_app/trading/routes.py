@@ -10,7 +10,7 @@ from crm_app.common.crud import Resource, register_admin_crud
 from crm_app.common.errors import ValidationFailed
 from crm_app.common.schemas import EmptySchema
 from crm_app.extensions import db
-from crm_app.trading import schemas, services
+from crm_app.trading import schemas, server_check, services
 from crm_app.trading.models import AccountType, Platform, TradingServer
 
 blp = Blueprint("trading", __name__, url_prefix="/api/v1", description="Trading accounts and platforms")
@@ -174,3 +174,21 @@ for resource in (
     Resource("platforms", Platform, schemas.PlatformSchema, schemas.PlatformUpdateSchema),
 ):
     register_admin_crud(admin_blp, resource)
+
+
+@admin_blp.route("/trading-servers/<int:object_id>/check")
+class TradingServerCheck(MethodView):
+    @admin_blp.login_required("admin")
+    @admin_blp.arguments(schemas.TradingServerCheckRequestSchema)
+    @admin_blp.response(200, schemas.TradingServerCheckSchema)
+    def post(self, body, object_id):
+        """Check a trading server: handshake, server time and zone, a user read, the login range
+
+        Runs each step against the server as configured and answers what worked and what did
+        not (`ok`, `detail`, `elapsed_ms` per step), so a server can be wired without reading
+        logs. A failing step is still a 200; steps after a failed handshake are skipped. Nothing
+        is written to the server. 404 for an unknown server.
+        """
+        return server_check.check_trading_server(
+            object_id, body.get("login"), actor=current_user, client=client_info_from_request()
+        )

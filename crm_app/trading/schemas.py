@@ -263,3 +263,41 @@ class AdminAccountTypeUpdateSchema(AdminAccountTypeSchema):
     allowed_user_types = fields.List(fields.String(validate=validate.OneOf(("client", "ib"))))
     enabled = fields.Boolean()
     sort_order = fields.Integer(validate=validate.Range(min=0, max=100000))
+
+
+# The admin's check of a trading server ------------------------------------------
+
+
+class TradingServerCheckRequestSchema(Schema):
+    login = fields.Integer(
+        validate=LOGIN,
+        metadata={
+            "description": "A login to read in the `user_read` step (a test account); omitted, the lowest "
+            "login the CRM knows on the server, else the manager's own"
+        },
+    )
+
+
+class LoginProbeSchema(Schema):
+    login = fields.Integer()
+    state = fields.String(metadata={"description": "`free` (not on the server) or `taken`"})
+
+
+class TradingServerCheckStepSchema(Schema):
+    step = fields.String(
+        metadata={"description": "`handshake`, `server_time`, `user_read` or `login_range`, in that order"}
+    )
+    ok = fields.Boolean(metadata={"description": "The step worked (false when skipped)"})
+    skipped = fields.Boolean(metadata={"description": "Not run because the handshake failed"})
+    detail = fields.String(metadata={"description": "What was found, or what failed and what to look at"})
+    elapsed_ms = fields.Integer(metadata={"description": "How long the step took"})
+    logins = fields.List(
+        fields.Nested(LoginProbeSchema),
+        metadata={"description": "`login_range` only: the probed logins (the next few and the last)"},
+    )
+
+
+class TradingServerCheckSchema(Schema):
+    server_id = fields.Integer()
+    ok = fields.Boolean(metadata={"description": "Every step worked"})
+    steps = fields.List(fields.Nested(TradingServerCheckStepSchema))
