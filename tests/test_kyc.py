@@ -7,6 +7,8 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.support.kyc_form import demo_kyc_modules
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
@@ -45,31 +47,7 @@ def upload(client, headers):
 
 def field_modules(client, headers):
     """Every module but the questionnaire, filled in correctly."""
-    return {
-        "identity": {
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "birthday": "1990-05-17",
-            "gender": "female",
-            "country": "gb",
-        },
-        "family": {
-            "marital_status": "single",
-            "emergency_contact_name": "Charles Babbage",
-            "emergency_contact_relationship": "friend",
-            "emergency_contact_phone": "+44 20 7946 0000",
-        },
-        "contact": {
-            "contact_phone": "+44 7700 900123",
-            "residence_province": "London",
-            "residential_address": "12 St James's Square",
-            "postal_code": "SW1Y 4JH",
-        },
-        "job": {"industry_attributes": "it", "company_name": "Analytical Engines Ltd"},
-        "authentication_accessory": {"address_proof": upload(client, headers)},
-        "authentication": {"identification_type": "passport", "passport": upload(client, headers)},
-        "agreement": {"client_agreement": True, "risk_disclosure": True, "privacy_policy": True},
-    }
+    return demo_kyc_modules(lambda: upload(client, headers))
 
 
 def form(client, headers):

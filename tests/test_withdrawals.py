@@ -15,7 +15,7 @@ from crm_app.review.models import ReviewItem
 from crm_app.trading.models import TradingAccount
 from crm_app.trading.services import gateway_for
 from crm_app.withdrawals.models import Withdrawal
-from tests.support.money import open_live_account, verified_client
+from tests.support.money import add_currencies, open_live_account, verified_client
 from tests.support.trading import open_demo, open_live
 
 BANK_INFO = {
@@ -34,19 +34,6 @@ def no_email_code(ctx):
     from crm_app.broker.services import update_setting
 
     update_setting("broker", {"email_code_required": {"withdrawal": False}})
-
-
-def add_currencies(client, headers):
-    for code, methods in (
-        ("USD", ["bank_transfer", "international_wire_transfer", "cryptocurrency"]),
-        ("USDT", ["cryptocurrency"]),
-    ):
-        response = client.post(
-            "/api/v1/admin/currencies",
-            headers=headers,
-            json={"code": code, "name_en": code, "name_zh": code, "methods": methods},
-        )
-        assert response.status_code == 201, response.get_json()
 
 
 def add_channel(client, headers, **values):
