@@ -115,7 +115,7 @@ def check_handshake(settings):
     # pinned session (shared with live traffic) holds, and leaves that one alone.
     session = PinnedSession()
     try:
-        gateway._login(session)  # noqa: SLF001 - the adapter has no public login; its logic is reused as is
+        gateway.handshake(session)
     finally:
         session.http.close()
     return True, f"Manager {settings['manager_login']} logged in; the server proved it knows the password.", {}

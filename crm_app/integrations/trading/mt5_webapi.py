@@ -710,6 +710,10 @@ class MT5WebAPIGateway:
             raise error_for_retcode(code, f"{path}: {text}", write=write)
         return payload.get("answer", {})
 
+    def handshake(self, session):
+        """Run the manager handshake on `session` (a check of the server's set-up uses one of its own)."""
+        self._login(session)
+
     def _login(self, session):
         """The manager handshake, its failure named: a refusal is ManagerLoginFailed (password,
         rights, IP allow-list), a server that cannot be reached or answers nonsense a TransientError."""
